@@ -1,0 +1,291 @@
+"""Loading diffusion models: the embedded demo, a Hugging Face repo id, a local diffusers folder or
+a single-file .safetensors checkpoint. A loaded model is kept and reused (see ModelManager)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from resources import resource_path
+
+from .device import dtype_name, pick_device, pick_dtype
+from .errors import InvalidInput, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+DEMO_ID = "demo"
+DEFAULT_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+SD15_CONFIG_DIR = resource_path("configs", "stable-diffusion-v1-5")
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+COMPONENT_PATTERNS = ["model_index.json", "unet/*", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*"]
+
+# SD 1.x latent -> RGB linear approximation (rows: latent channels; columns: R, G, B). Used for
+# previews when a model ships no factors of its own.
+SD1_LATENT_RGB = [
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for. `source` is "demo", a repo id, a folder or a .safetensors file."""
+
+    source: str = DEMO_ID
+    device: str = "auto"
+    precision: str = "auto"
+    allow_pickle: bool = False
+
+
+@dataclass
+class DiffusionModel:
+    """The loaded components of one text-to-image latent diffusion model, on one device."""
+
+    model_id: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler_config: dict
+    device: torch.device
+    dtype: torch.dtype
+    root: Optional[Path] = None  # folder holding the components, for auxiliary models
+    latent_rgb: list = field(default_factory=lambda: SD1_LATENT_RGB)
+    latent_rgb_bias: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    _text_cache: dict = field(default_factory=dict, repr=False)
+
+    # ---- geometry -----------------------------------------------------------------------------
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
+    @property
+    def native_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale
+
+    @property
+    def grid(self) -> int:
+        """Pixel dimensions must be multiples of this: VAE downsampling times UNet downsampling."""
+        return self.vae_scale * 2 ** (len(self.unet.config.down_block_types) - 1)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+    @property
+    def description(self) -> str:
+        return f"{self.model_id} on {self.device.type} ({dtype_name(self.dtype)})"
+
+    # ---- text -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_text(self, prompts: list[str] | str) -> torch.Tensor:
+        """[B, 77, D] encoder hidden states, cached per prompt (iterating must not re-encode)."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        if missing:
+            ids = self.tokenize(missing)
+            out = self.text_encoder(ids.to(self.device))[0]
+            for p, e in zip(missing, out):
+                self._text_cache[p] = e.to(self.dtype)
+            while len(self._text_cache) > 512:  # bounded: drop the oldest
+                self._text_cache.pop(next(iter(self._text_cache)))
+        return torch.stack([self._text_cache[p] for p in prompts])
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt")
+        return tok.input_ids
+
+    # ---- latents ---------------------------------------------------------------------------
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] in -1..1 -> scaled latents (the distribution's mean: deterministic)."""
+        image = image.to(self.device, self.vae.dtype)
+        dist = self.vae.encode(image).latent_dist
+        return (dist.mean * self.scaling_factor).float()
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> [B,3,H,W] in -1..1 (float32)."""
+        out = self.vae.decode((latents / self.scaling_factor).to(self.vae.dtype)).sample
+        return out.float().clamp(-1, 1)
+
+
+def _read_preview_factors(root: Path | None) -> tuple[list, list] | None:
+    if root is None:
+        return None
+    f = root / "latent_rgb.json"
+    if f.is_file():
+        data = json.loads(f.read_text())
+        return data["factors"], data.get("bias", [0.0, 0.0, 0.0])
+    return None
+
+
+def _guard_pickle(folder: Path, allow_pickle: bool) -> None:
+    if allow_pickle:
+        return
+    for sub in ("unet", "vae", "text_encoder"):
+        d = folder / sub
+        if d.is_dir() and not any(d.glob("*.safetensors")) and any(
+                p.suffix in PICKLE_SUFFIXES for p in d.iterdir()):
+            raise InvalidInput(
+                f"{d} holds only pickle weights, which can run code when loaded. Convert them to "
+                ".safetensors, or allow pickle files explicitly (--allow-pickle) if you trust the source.")
+
+
+def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
+                allow_pickle: bool = False) -> DiffusionModel:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    _guard_pickle(folder, allow_pickle)
+    missing = [s for s in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (folder / s).is_dir()]
+    if missing:
+        raise ModelUnavailable(f"{folder} is not a diffusers model folder: missing {', '.join(missing)}. "
+                               "Choose the folder that holds model_index.json.")
+    kw = dict(torch_dtype=dtype, use_safetensors=None if allow_pickle else True)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw)
+        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    except (OSError, ValueError, EnvironmentError) as e:
+        raise ModelUnavailable(f"Could not load the model in {folder}: {str(e).splitlines()[0]}") from e
+    sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    return _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, folder)
+
+
+def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
+                     config_dir: Path = SD15_CONFIG_DIR) -> DiffusionModel:
+    """An original-layout checkpoint (what artists download), converted by diffusers using the
+    component configs and tokenizer shipped in resources/ so no network is needed."""
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
+            safety_checker=None, requires_safety_checker=False)
+    except Exception as e:  # diffusers raises many types for malformed files
+        raise ModelUnavailable(
+            f"Could not read {path.name} as a Stable Diffusion 1.x checkpoint: {str(e).splitlines()[0]}") from e
+    sched = json.loads((config_dir / "scheduler" / "scheduler_config.json").read_text())
+    return _finish(str(path), pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
+                   config_dir)
+
+
+def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None]] = None) -> Path:
+    """Local snapshot of a hub repo: the cache first, then a download (diffusers components only)."""
+    from huggingface_hub import snapshot_download
+
+    patterns = [p for p in COMPONENT_PATTERNS]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    kwargs = {}
+    if progress is not None:
+        kwargs["tqdm_class"] = _tqdm_reporting(progress)
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, **kwargs))
+    except Exception as e:
+        raise ModelUnavailable(
+            f"Could not download '{repo_id}' ({type(e).__name__}). Connect to the internet and try again, or "
+            f"download it elsewhere (huggingface-cli download {repo_id}) and choose the folder or a "
+            ".safetensors file.") from e
+
+
+def _tqdm_reporting(progress: Callable[[int, int], None]):
+    from tqdm.auto import tqdm
+
+    class ReportingTqdm(tqdm):  # forwards byte counts to the caller (GUI progress bar, CLI)
+        def update(self, n=1):
+            out = super().update(n)
+            progress(int(self.n), int(self.total or 0))
+            return out
+
+    return ReportingTqdm
+
+
+def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, root) -> DiffusionModel:
+    for m in (unet, vae, text_encoder):
+        m.requires_grad_(False)
+        m.eval()
+        m.to(device=device, dtype=dtype)
+    model = DiffusionModel(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype,
+                           Path(root) if root else None)
+    factors = _read_preview_factors(model.root)
+    if factors:
+        model.latent_rgb, model.latent_rgb_bias = factors
+    elif model.latent_channels != 4:
+        # No factors for this latent space: a neutral grey projection still shows structure.
+        model.latent_rgb = [[1.0 / model.latent_channels] * 3] * model.latent_channels
+    return model
+
+
+def load_model(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] = None) -> DiffusionModel:
+    device = pick_device(spec.device)
+    dtype = pick_dtype(device, spec.precision)
+    src = (spec.source or DEMO_ID).strip()
+    if src == DEMO_ID:
+        folder = resource_path("models", "demo")
+        if not (folder / "unet").is_dir():
+            raise ModelUnavailable("The demo model is missing from resources/models/demo: reinstall Malleable.")
+        return load_folder(folder, DEMO_ID, device, dtype)
+    path = Path(src).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        if not spec.allow_pickle:
+            raise InvalidInput(f"{path.name} is a pickle checkpoint, which can run code when loaded. Use a "
+                               ".safetensors file, or allow pickle files explicitly if you trust the source.")
+        if not path.is_file():
+            raise ModelUnavailable(f"No model file at {path}.")
+        return load_single_file(path, device, dtype)
+    if path.suffix.lower() == ".safetensors":
+        if not path.is_file():
+            raise ModelUnavailable(f"No model file at {path}: check the path.")
+        return load_single_file(path, device, dtype)
+    if path.is_dir():
+        return load_folder(path, str(path), device, dtype, spec.allow_pickle)
+    if src.count("/") == 1 and not src.startswith((".", "/", "~")):
+        folder = download_from_hub(src, progress)
+        return load_folder(folder, src, device, dtype, spec.allow_pickle)
+    raise ModelUnavailable(f"'{src}' is neither 'demo', a model folder, a .safetensors file nor a "
+                           "Hugging Face repo id (owner/name).")
+
+
+class ModelManager:
+    """Keeps the most recently used model resident, so iterating never reloads weights."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: Optional[tuple] = None
+        self._model: Optional[DiffusionModel] = None
+
+    def get(self, spec: ModelSpec, progress=None) -> DiffusionModel:
+        device = pick_device(spec.device)
+        key = (spec.source, str(device), pick_dtype(device, spec.precision), spec.allow_pickle)
+        with self._lock:
+            if self._key != key or self._model is None:
+                self._model = None  # free the old weights before loading the new ones
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self._model = load_model(spec, progress)
+                self._key = key
+            return self._model
+
+    @property
+    def current(self) -> Optional[DiffusionModel]:
+        return self._model

@@ -108,8 +108,10 @@ class DiffusionModel:
         return torch.stack([self._text_cache[p] for p in prompts])
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        tok = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")
+        length = min(int(self.tokenizer.model_max_length),
+                     int(self.text_encoder.config.max_position_embeddings))
+        tok = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
+                             return_tensors="pt")
         return tok.input_ids
 
     # ---- latents ---------------------------------------------------------------------------
@@ -224,7 +226,9 @@ def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, 
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False)
         m.eval()
-        m.to(device=device, dtype=dtype)
+        m.to(device=device)
+        if m.dtype != dtype:  # loaders already give the right dtype; cast only what differs
+            m.to(dtype=dtype)
     model = DiffusionModel(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype,
                            Path(root) if root else None)
     factors = _read_preview_factors(model.root)

@@ -1,0 +1,2 @@
+"""Importing this package registers every method."""
+from . import reconstruct  # noqa: F401

@@ -1,0 +1,242 @@
+"""Image normalisation in and out of the engine.
+
+In: any Pillow-readable file or array -> 8-bit RGB plus optional alpha, EXIF orientation applied.
+Working size: the model's native size, aspect kept, padded (never stretched) to the latent grid.
+Out: the edit brought back to the input's exact size; with a mask, pixels outside it (past a
+small feather) are the input's own, bit for bit, and the input's alpha is restored.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidInput
+
+MIN_SIDE = 16
+MAX_PIXELS = 100_000_000
+FEATHER_PX = 3
+
+# Our own limit replaces Pillow's decompression-bomb guard (which would warn at 89 MP).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS + 1
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+@dataclass
+class SourceImage:
+    """The input as the engine sees it: RGB uint8 HxWx3 and alpha uint8 HxW (or None)."""
+
+    rgb: np.ndarray
+    alpha: Optional[np.ndarray] = None
+    name: str = "image"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)"""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        h.update(str(self.rgb.shape).encode())
+        h.update(np.ascontiguousarray(self.rgb).tobytes())
+        return h.hexdigest()[:32]
+
+
+def _to_8bit_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
+        gray = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        gray = np.clip(np.round(arr * 255.0 if arr.max() <= 1.0 else arr), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"))
+        alpha = rgba[..., 3].copy()
+        if alpha.min() == 255:
+            alpha = None  # fully opaque: nothing to restore
+        return np.ascontiguousarray(rgba[..., :3]), alpha
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"))), None
+
+
+def check_size(w: int, h: int, what: str = "Image") -> None:
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {MIN_SIDE} pixels.")
+    if w * h > MAX_PIXELS:
+        raise InvalidInput(f"{what} is {w}x{h} ({w * h / 1e6:.0f} MP): the limit is 100 megapixels; "
+                           "downscale it first.")
+
+
+def open_pil(src: ImageLike, what: str = "Image") -> Image.Image:
+    """Open with EXIF orientation applied; a clear InvalidInput for anything unreadable."""
+    if isinstance(src, Image.Image):
+        return ImageOps.exif_transpose(src)
+    if isinstance(src, np.ndarray):
+        return Image.fromarray(src)
+    path = Path(src)
+    if not path.is_file():
+        raise InvalidInput(f"{what} file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - header parse
+            check_size(*im.size, what=f"{what} {path.name}")
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InvalidInput(f"Cannot read {path.name} as an image ({type(e).__name__}): use PNG, JPEG, WebP, "
+                           "TIFF or BMP.") from None
+
+
+def load_image(src: ImageLike, name: str | None = None) -> SourceImage:
+    im = open_pil(src)
+    rgb, alpha = _to_8bit_rgb_alpha(im)
+    h, w = rgb.shape[:2]
+    check_size(w, h)
+    if name is None:
+        name = Path(src).name if isinstance(src, (str, os.PathLike)) else "image"
+    return SourceImage(rgb, alpha, name)
+
+
+def load_mask(src: ImageLike, size: tuple[int, int]) -> np.ndarray:
+    """A mask as float32 HxW in 0..1 (white = editable). It must match the input's size."""
+    im = open_pil(src, what="Mask")
+    if im.size != size:
+        raise InvalidInput(f"The mask is {im.size[0]}x{im.size[1]} but the image is {size[0]}x{size[1]}: "
+                           "they must be the same size.")
+    if im.mode in ("RGBA", "LA") and np.asarray(im.getchannel("A")).min() < 255:
+        arr = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+    else:
+        arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    if arr.max() <= 0.0:
+        raise InvalidInput("The mask is empty (all black): paint the region to edit in white.")
+    return arr
+
+
+# ---- working size -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the resized input sits inside the padded working canvas."""
+
+    work_w: int
+    work_h: int
+    inner_w: int
+    inner_h: int
+    scale: float  # working pixels per input pixel
+
+    def to_work(self, x: float, y: float) -> tuple[float, float]:
+        """Input-image pixel coordinates -> working-canvas pixel coordinates."""
+        return x * self.inner_w / self.src_w, y * self.inner_h / self.src_h
+
+    def to_input(self, x: float, y: float) -> tuple[float, float]:
+        return x * self.src_w / self.inner_w, y * self.src_h / self.inner_h
+
+    src_w: int = 0
+    src_h: int = 0
+
+
+def plan_working_size(w: int, h: int, native: int, grid: int) -> Placement:
+    """Scale so the longer side is `native`, keep the aspect, pad up to multiples of `grid`."""
+    scale = native / max(w, h)
+    inner_w = max(1, round(w * scale))
+    inner_h = max(1, round(h * scale))
+    work_w = max(grid, -(-inner_w // grid) * grid)
+    work_h = max(grid, -(-inner_h // grid) * grid)
+    return Placement(work_w, work_h, inner_w, inner_h, scale, w, h)
+
+
+def to_working_tensor(img: SourceImage, place: Placement) -> torch.Tensor:
+    """[1,3,H,W] float32 in -1..1, resized (Lanczos) and edge-padded to the working canvas."""
+    im = Image.fromarray(img.rgb)
+    if (place.inner_w, place.inner_h) != img.size:
+        im = im.resize((place.inner_w, place.inner_h), Image.LANCZOS)
+    arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    pad = ((0, place.work_h - place.inner_h), (0, place.work_w - place.inner_w), (0, 0))
+    arr = np.pad(arr, pad, mode="edge")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+
+
+def mask_to_working(mask: np.ndarray, place: Placement, grid_scale: int = 1) -> torch.Tensor:
+    """[1,1,h,w] float mask at working size divided by `grid_scale` (e.g. the VAE factor for latents).
+    The padding is outside the picture, so it is never editable."""
+    im = Image.fromarray((mask * 255).astype(np.uint8))
+    im = im.resize((place.inner_w, place.inner_h), Image.BILINEAR)
+    arr = np.asarray(im, dtype=np.float32) / 255.0
+    arr = np.pad(arr, ((0, place.work_h - place.inner_h), (0, place.work_w - place.inner_w)))
+    t = torch.from_numpy(arr)[None, None]
+    if grid_scale > 1:
+        t = F.interpolate(t, size=(place.work_h // grid_scale, place.work_w // grid_scale), mode="area")
+    return t
+
+
+def from_working_tensor(x: torch.Tensor, place: Placement) -> np.ndarray:
+    """[1,3,H,W] in -1..1 -> uint8 HxWx3 at the input's exact size."""
+    arr = ((x[0].detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    arr = arr[: place.inner_h, : place.inner_w]
+    im = Image.fromarray(np.ascontiguousarray(arr))
+    if im.size != (place.src_w, place.src_h):
+        im = im.resize((place.src_w, place.src_h), Image.LANCZOS)
+    return np.asarray(im)
+
+
+def feathered(mask: np.ndarray, feather: int = FEATHER_PX) -> np.ndarray:
+    """Mask grown by `feather` px with a soft edge: 1 inside the mask, 0 beyond the feather."""
+    if feather <= 0:
+        return (mask > 0).astype(np.float32) * mask
+    im = Image.fromarray((np.clip(mask, 0, 1) * 255).astype(np.uint8))
+    grown = im.filter(ImageFilter.MaxFilter(2 * feather + 1))
+    soft = grown.filter(ImageFilter.GaussianBlur(feather / 2))
+    out = np.maximum(np.asarray(soft, dtype=np.float32) / 255.0, mask)
+    # Outside the grown region nothing may leak, not even blur tails.
+    out[np.asarray(grown) == 0] = 0.0
+    return out
+
+
+def composite(src: SourceImage, edited_rgb: np.ndarray, mask: Optional[np.ndarray]) -> Image.Image:
+    """The final output at the input's size: masked blend, exact input pixels outside, alpha restored."""
+    if mask is None:
+        out = edited_rgb
+    else:
+        m = feathered(mask)[..., None]
+        blend = np.round(src.rgb.astype(np.float32) * (1 - m) + edited_rgb.astype(np.float32) * m)
+        out = np.where(m > 0, blend.clip(0, 255).astype(np.uint8), src.rgb)
+    if src.alpha is not None:
+        return Image.fromarray(np.dstack([out, src.alpha]), "RGBA")
+    return Image.fromarray(np.ascontiguousarray(out), "RGB")
+
+
+def save_atomic(image: Image.Image, path: Path) -> None:
+    """Write next to the target then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
+           ".tiff": "TIFF", ".bmp": "BMP"}.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInput(f"Unknown output format '{path.suffix}': use .png, .jpg, .webp, .tif or .bmp.")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"Output folder does not exist: {path.parent}")
+    if fmt in ("JPEG", "BMP") and image.mode == "RGBA":
+        image = image.convert("RGB")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        image.save(tmp, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise InvalidInput(f"Cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,29 @@
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    from tests.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture()
+def engine_with_tiny(tiny_model):
+    """An Engine whose resident model is the tiny one (as if loaded), with fresh caches."""
+    from core.engine import Engine
+    from core.models import ModelSpec
+
+    eng = Engine()
+    eng.models._model = tiny_model
+    eng.models._key = ("tiny", "cpu", torch.float32, False)
+    eng.models.get = lambda spec, progress=None: tiny_model
+    return eng

@@ -163,6 +163,7 @@ class Engine:
         model = self.load_model(request.model)
         place = images.plan_working_size(*source.size, model.native_size, model.grid)
         work = images.to_working_tensor(source, place).to(model.device)
+        reporter.preview_transform = _preview_crop(place)
         work_mask = images.mask_to_working(mask, place).to(model.device) if mask is not None else None
         ctx = EditContext(self, model, source, place, work, work_mask, reporter, method)
         before = dict(counters(model))
@@ -184,6 +185,14 @@ class Engine:
         passes = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
         return EditResult(result_image, method.name, model.model_id, params.to_dict(),
                           time.perf_counter() - started, reporter.timer.close(), out.info, passes)
+
+
+def _preview_crop(place: Placement):
+    def crop(preview: np.ndarray) -> np.ndarray:
+        sy = preview.shape[0] / place.work_h
+        sx = preview.shape[1] / place.work_w
+        return preview[: max(1, round(place.inner_h * sy)), : max(1, round(place.inner_w * sx))]
+    return crop
 
 
 _default_engine: Optional[Engine] = None

@@ -75,6 +75,9 @@ class Reporter:
         self.cancel = cancel or CancelToken()
         self.timer = StageTimer()
         self._stage = ""
+        # Set by the engine: crops the working canvas's padding off previews, so a preview
+        # scaled to the image's size lines up with the image.
+        self.preview_transform: Callable[[np.ndarray], np.ndarray] | None = None
 
     def stage(self, name: str, total: int) -> None:
         self.cancel.check()
@@ -83,5 +86,7 @@ class Reporter:
         self.sink(Progress(name, 0, total))
 
     def step(self, step: int, total: int, preview: np.ndarray | None = None, message: str = "") -> None:
+        if preview is not None and self.preview_transform is not None:
+            preview = self.preview_transform(preview)
         self.sink(Progress(self._stage, step, total, preview, message))
         self.cancel.check()

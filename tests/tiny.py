@@ -61,3 +61,18 @@ def build_tiny_model(tmp: Path, seed: int = 0, sample_size: int = 16) -> Diffusi
     unet, vae, text = build_tiny_components(seed, sample_size)
     tok = CLIPTokenizer.from_pretrained(write_char_tokenizer(tmp / "tokenizer"))
     return _finish("tiny", unet, vae, text, tok, dict(SCHEDULER), torch.device("cpu"), torch.float32, None)
+
+
+def save_tiny_model(folder: Path, seed: int = 0, sample_size: int = 16) -> Path:
+    """The tiny model in diffusers layout, as a user's local model folder would be."""
+    unet, vae, text = build_tiny_components(seed, sample_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    text.save_pretrained(folder / "text_encoder")
+    tok = write_char_tokenizer(folder / "tokenizer")
+    (tok / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return folder

@@ -1,0 +1,160 @@
+"""`malleable-edit`: the command-line front end. It builds the same EditRequest as the GUI and
+calls the same engine.
+
+    malleable-edit METHOD INPUT -o OUTPUT [options]
+    malleable-edit methods [--json]
+
+Exit codes: 0 ok, 2 invalid input or usage, 3 model unavailable, 4 out of memory, 130 interrupted.
+On any failure: one line on stderr and no output file."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OOM, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="Where to write the edited image (.png, .jpg, .webp).")
+    p.add_argument("--model", default="demo",
+                   help="'demo' (built in), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
+                        "a diffusers folder or a .safetensors checkpoint. Default: demo.")
+    p.add_argument("--mask", help="Mask image of the input's size: white = editable.")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps. Default: auto.")
+    p.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16. Default: auto.")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="Allow loading pickle checkpoints (.ckpt/.bin), which can run code. Only for trusted files.")
+    p.add_argument("--previews", metavar="DIR", help="Write the streamed previews as numbered PNGs into DIR.")
+    p.add_argument("--json", action="store_true", help="Print one JSON object describing the run on stdout.")
+    p.add_argument("--quiet", action="store_true", help="No progress bar.")
+    p.add_argument("--overwrite", action="store_true", help="Allow OUTPUT to be the INPUT file.")
+
+
+def build_parser(method) -> argparse.ArgumentParser:
+    from core.params import add_arguments
+
+    p = _Parser(prog=f"malleable-edit {method.name}", description=method.description)
+    p.add_argument("input", help="The image to edit.")
+    _common_options(p)
+    add_arguments(p, method.params)
+    return p
+
+
+def list_methods(as_json: bool) -> int:
+    from core.registry import all_methods
+
+    methods = all_methods()
+    if as_json:
+        print(json.dumps([dict(name=m.name, label=m.label, description=m.description, stages=list(m.stages),
+                               needs=list(m.needs), parameters=m.params.describe()) for m in methods], indent=2))
+        return EXIT_OK
+    for m in methods:
+        print(f"{m.name:18s} {m.label}: {m.description}")
+        for d in m.params.describe():
+            print(f"    {d['flag']:24s} {d['type']:7s} default {d['default']!r}  {d['help']}")
+    return EXIT_OK
+
+
+class ProgressPrinter:
+    """A one-line progress bar on stderr and, optionally, numbered preview PNGs."""
+
+    def __init__(self, quiet: bool, preview_dir: Optional[Path]):
+        self.quiet = quiet
+        self.preview_dir = preview_dir
+        self.count = 0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, ev) -> None:
+        if ev.preview is not None and self.preview_dir is not None:
+            from PIL import Image
+
+            self.count += 1
+            Image.fromarray(ev.preview).save(self.preview_dir / f"{self.count:04d}_{ev.stage}_{ev.step:03d}.png")
+        if self.quiet or ev.total <= 0:
+            return
+        width = 30
+        filled = int(width * ev.step / ev.total)
+        line = f"{ev.stage:>10s} [{'#' * filled}{'.' * (width - filled)}] {ev.step}/{ev.total}"
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if ev.step == ev.total else ""))
+        elif ev.step == ev.total:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"malleable-edit: {message}\n")
+    return code
+
+
+def run_edit(argv: list[str]) -> int:
+    from core import EditRequest, MalleableError, ModelSpec
+    from core.engine import default_engine
+    from core.images import load_image, save_atomic
+    from core.params import from_namespace
+    from core.registry import get_method
+
+    method = get_method(argv[0])
+    args = build_parser(method).parse_args(argv[1:])
+    src, out = Path(args.input), Path(args.output)
+    if out.exists() and src.exists() and out.resolve() == src.resolve() and not args.overwrite:
+        raise UsageError("OUTPUT is the INPUT file: choose another output or pass --overwrite.")
+    params = from_namespace(method.params, args)
+    image = load_image(src)  # fail on a bad input before spending time on the model
+    preview_dir = Path(args.previews) if args.previews else None
+    if preview_dir:
+        preview_dir.mkdir(parents=True, exist_ok=True)
+    spec = ModelSpec(args.model, args.device, args.precision, args.allow_pickle)
+    request = EditRequest(method.name, image, params, mask=args.mask, model=spec)
+    result = default_engine().run(request, ProgressPrinter(args.quiet, preview_dir))
+    save_atomic(result.image, out)
+    if args.json:
+        print(json.dumps(dict(method=method.name, model=result.model_id, input=str(src), output=str(out),
+                              width=result.width, height=result.height, seed=params.seed,
+                              seconds=round(result.seconds, 3),
+                              stages={k: round(v, 3) for k, v in result.stages.items()},
+                              params=result.params, passes=result.passes, **result.info)))
+    return EXIT_OK
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from core.errors import MalleableError
+
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            print(__doc__.strip())
+            return EXIT_OK if argv else EXIT_USAGE
+        if argv[0] == "methods":
+            return list_methods("--json" in argv[1:])
+        return run_edit(argv)
+    except UsageError as e:
+        return _fail(f"{e} (see malleable-edit {argv[0]} --help)", EXIT_USAGE)
+    except MalleableError as e:
+        return _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no file was written.", EXIT_INTERRUPTED)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -219,15 +219,25 @@ def composite(src: SourceImage, edited_rgb: np.ndarray, mask: Optional[np.ndarra
     return Image.fromarray(np.ascontiguousarray(out), "RGB")
 
 
-def save_atomic(image: Image.Image, path: Path) -> None:
-    """Write next to the target then rename: a crash never leaves a half-written file."""
+OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
+                  ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+def check_output_path(path: Path) -> str:
+    """The Pillow format for `path`, or InvalidInput, checked before any work is done."""
     path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
-           ".tiff": "TIFF", ".bmp": "BMP"}.get(path.suffix.lower())
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InvalidInput(f"Unknown output format '{path.suffix}': use .png, .jpg, .webp, .tif or .bmp.")
     if not path.parent.is_dir():
         raise InvalidInput(f"Output folder does not exist: {path.parent}")
+    return fmt
+
+
+def save_atomic(image: Image.Image, path: Path) -> None:
+    """Write next to the target then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    fmt = check_output_path(path)
     if fmt in ("JPEG", "BMP") and image.mode == "RGBA":
         image = image.convert("RGB")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -18,6 +18,15 @@ from .errors import InvalidInput, ModelUnavailable
 
 log = logging.getLogger(__name__)
 
+
+def _quiet_library_progress() -> None:
+    """Weight loading is ours to report; the libraries' own tqdm bars would clutter stderr."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+
 DEMO_ID = "demo"
 DEFAULT_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONFIG_DIR = resource_path("configs", "stable-diffusion-v1-5")
@@ -241,6 +250,7 @@ def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, 
 
 
 def load_model(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] = None) -> DiffusionModel:
+    _quiet_library_progress()
     device = pick_device(spec.device)
     dtype = pick_dtype(device, spec.precision)
     src = (spec.source or DEMO_ID).strip()

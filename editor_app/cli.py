@@ -106,7 +106,7 @@ def _fail(message: str, code: int) -> int:
 def run_edit(argv: list[str]) -> int:
     from core import EditRequest, MalleableError, ModelSpec
     from core.engine import default_engine
-    from core.images import load_image, save_atomic
+    from core.images import check_output_path, load_image, save_atomic
     from core.params import from_namespace
     from core.registry import get_method
 
@@ -115,6 +115,7 @@ def run_edit(argv: list[str]) -> int:
     src, out = Path(args.input), Path(args.output)
     if out.exists() and src.exists() and out.resolve() == src.resolve() and not args.overwrite:
         raise UsageError("OUTPUT is the INPUT file: choose another output or pass --overwrite.")
+    check_output_path(out)
     params = from_namespace(method.params, args)
     image = load_image(src)  # fail on a bad input before spending time on the model
     preview_dir = Path(args.previews) if args.previews else None

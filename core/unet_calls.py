@@ -22,8 +22,10 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, 
     c = counters(model)
     c["unet"] += 1
     c["unet_samples"] += x.shape[0]
+    c[f"unet_b{x.shape[0]}"] += 1  # per batch size: benchmarks price passes by batch
     if torch.is_grad_enabled():
         c["unet_grad"] += 1  # a forward that will be back-propagated
+        c[f"unet_grad_b{x.shape[0]}"] += 1
     if not torch.is_tensor(t):
         t = torch.tensor(t, device=model.device)
     out = model.unet(x.to(model.dtype), t, encoder_hidden_states=emb.to(model.dtype), return_dict=False,
@@ -32,7 +34,10 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, 
 
 
 def vae_decode(model: DiffusionModel, latents: torch.Tensor) -> torch.Tensor:
-    counters(model)["vae_decode"] += 1
+    c = counters(model)
+    c["vae_decode"] += 1
+    if torch.is_grad_enabled():
+        c["vae_decode_grad"] += 1
     return model.decode_latents(latents)
 
 

@@ -212,6 +212,8 @@ def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
         pipe = StableDiffusionPipeline.from_single_file(
             str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
             safety_checker=None, requires_safety_checker=False)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # not a bad file: the caller reports memory
     except Exception as e:  # diffusers raises many types for malformed files
         raise ModelUnavailable(
             f"Could not read {path.name} as a Stable Diffusion 1.x checkpoint: {str(e).splitlines()[0]}") from e
@@ -226,7 +228,10 @@ def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None
 
     patterns = list(COMPONENT_PATTERNS)
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        cached = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        # the cache may hold only a few files of the repo (configs fetched by another tool)
+        if all(any((cached / part).glob("*.safetensors")) for part in ("unet", "vae", "text_encoder")):
+            return cached
     except Exception:
         pass
     if hub_offline():

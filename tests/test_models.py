@@ -17,6 +17,16 @@ DEMO = resource_path("models", "demo")
 CPU = torch.device("cpu")
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No hub access: huggingface_hub refuses every HTTP request (it read HF_HUB_OFFLINE at import, so
+    setting the variable alone would not stop a download attempt)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
 @pytest.fixture(scope="module")
 def demo() -> DiffusionModel:
     t = time.perf_counter()
@@ -28,7 +38,7 @@ def demo() -> DiffusionModel:
     return model
 
 
-def test_demo_loads_offline_with_its_components(demo, monkeypatch):
+def test_demo_loads_offline_with_its_components(demo, offline):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -127,10 +137,9 @@ def test_folder_that_is_not_a_model(tmp_path):
         load_model(ModelSpec(str(tmp_path)))
 
 
-def test_hub_id_offline_says_how_to_get_it(tmp_path, monkeypatch):
+def test_hub_id_offline_says_how_to_get_it(tmp_path, monkeypatch, offline):
     from huggingface_hub import constants
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
     t = time.perf_counter()
     with pytest.raises(ModelUnavailable) as err:
@@ -140,10 +149,9 @@ def test_hub_id_offline_says_how_to_get_it(tmp_path, monkeypatch):
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in msg and "hf download" in msg and "HF_HUB_OFFLINE" in msg
 
 
-def test_bundled_aux_encoders_load(demo, monkeypatch):
+def test_bundled_aux_encoders_load(demo, offline):
     from transformers import CLIPModel, ViTModel
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     clip = load_aux("clip", demo, needed_by="DiffuseIT")
     assert isinstance(clip.model, CLIPModel) and clip.source == str(DEMO / "clip")
     assert clip.processor("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
@@ -240,8 +248,7 @@ def test_sd15_layout_matches_original_checkpoints():
         assert tuple(sd[key].shape) == shape, key
 
 
-def test_single_file_loads_offline_with_given_configs(tiny_checkpoint, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_single_file_loads_offline_with_given_configs(tiny_checkpoint, offline):
     config, checkpoint, reference = tiny_checkpoint
     t = time.perf_counter()
     model = load_single_file(checkpoint, CPU, torch.float32, config_dir=config)
@@ -255,8 +262,7 @@ def test_single_file_loads_offline_with_given_configs(tiny_checkpoint, monkeypat
     assert model.tokenize(["a photo of a cat"])[0, :7].tolist() == [49406, 320, 1125, 539, 320, 2368, 49407]
 
 
-def test_single_file_that_does_not_fit_the_configs(tiny_checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_single_file_that_does_not_fit_the_configs(tiny_checkpoint, tmp_path, offline):
     _, checkpoint, _ = tiny_checkpoint
     with pytest.raises(ModelUnavailable):  # a tiny checkpoint against the SD 1.5 configs
         load_model(ModelSpec(str(checkpoint)))

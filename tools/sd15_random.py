@@ -28,7 +28,9 @@ def build_random_sd15(device: str | torch.device = "cpu", dtype: torch.dtype = t
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir, subfolder="vae"))
         text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
     for m in (unet, vae, text_encoder):
-        m.requires_grad_(False).eval().to(dtype=dtype)
+        m.requires_grad_(False).eval()
+        if dtype != torch.float32:
+            m.to(dtype=dtype)
     tokenizer = CLIPTokenizer.from_pretrained(config_dir / "tokenizer")
     sched = json.loads((config_dir / "scheduler" / "scheduler_config.json").read_text())
     return DiffusionModel("sd15-random", unet, vae, text_encoder, tokenizer, sched, device, dtype, config_dir)

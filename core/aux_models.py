@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from .errors import ModelUnavailable
-from .models import DiffusionModel
+from .models import DiffusionModel, hub_offline, transformers_dtype_kwargs
 
 # kind -> (default hub id, what it is for people)
 AUX_DEFAULTS = {
@@ -36,17 +36,18 @@ def _load_from(kind: str, folder: Path, device, dtype) -> AuxModel:
     from transformers import AutoTokenizer, BlipForConditionalGeneration, BlipProcessor, CLIPModel, ViTModel
 
     proc = None
+    kw = dict(local_files_only=True, **transformers_dtype_kwargs(dtype))
     if kind == "clip":
-        model = CLIPModel.from_pretrained(folder, torch_dtype=dtype)
+        model = CLIPModel.from_pretrained(folder, **kw)
         try:
-            proc = AutoTokenizer.from_pretrained(folder)
-        except Exception:
+            proc = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError):  # an image-only CLIP folder: callers tokenize with the base model's
             proc = None
     elif kind == "dino":
-        model = ViTModel.from_pretrained(folder, torch_dtype=dtype, add_pooling_layer=False)
+        model = ViTModel.from_pretrained(folder, add_pooling_layer=False, **kw)
     elif kind == "blip":
-        model = BlipForConditionalGeneration.from_pretrained(folder, torch_dtype=dtype)
-        proc = BlipProcessor.from_pretrained(folder)
+        model = BlipForConditionalGeneration.from_pretrained(folder, **kw)
+        proc = BlipProcessor.from_pretrained(folder, local_files_only=True)
     else:
         raise ValueError(kind)
     model.requires_grad_(False).eval().to(device)
@@ -93,6 +94,10 @@ def download_from_hub_generic(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:
         pass
+    if hub_offline():
+        raise ModelUnavailable(f"it is not in the local Hugging Face cache and offline mode is on (HF_HUB_OFFLINE "
+                               f"is set): unset it and connect to the internet, or download '{repo_id}' "
+                               f"elsewhere (hf download {repo_id}) and pass its folder")
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:

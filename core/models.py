@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,12 @@ DEMO_ID = "demo"
 DEFAULT_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONFIG_DIR = resource_path("configs", "stable-diffusion-v1-5")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
-COMPONENT_PATTERNS = ["model_index.json", "unet/*", "vae/*", "text_encoder/*", "tokenizer/*", "scheduler/*"]
+# Configs, tokenizer files and the full-precision safetensors weights only: a hub repo often also holds
+# pickle copies, fp16 / non-EMA variants and other files several GB in size that would be wasted.
+COMPONENT_PATTERNS = ["model_index.json", "scheduler/*.json", "tokenizer/*"] + [
+    f"{part}/{name}" for part in ("unet", "vae", "text_encoder") for name in (
+        "*.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model-*-of-*.safetensors",
+        "model.safetensors", "model-*-of-*.safetensors")]
 
 # SD 1.x latent -> RGB linear approximation (rows: latent channels; columns: R, G, B). Used for
 # previews when a model ships no factors of its own.
@@ -85,7 +91,10 @@ class DiffusionModel:
 
     @property
     def native_size(self) -> int:
-        return int(self.unet.config.sample_size) * self.vae_scale
+        size = self.unet.config.sample_size
+        if isinstance(size, (list, tuple)):  # some configs give (height, width)
+            size = min(size)
+        return int(size) * self.vae_scale
 
     @property
     def grid(self) -> int:
@@ -158,6 +167,22 @@ def _guard_pickle(folder: Path, allow_pickle: bool) -> None:
                 ".safetensors, or allow pickle files explicitly (--allow-pickle) if you trust the source.")
 
 
+def transformers_dtype_kwargs(dtype: torch.dtype) -> dict:
+    """transformers renamed `torch_dtype` to `dtype` (4.56); pass whichever this version understands."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, read now (huggingface_hub reads them once, at import)."""
+    from huggingface_hub import constants
+
+    env = (os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "").strip().upper()
+    return bool(constants.HF_HUB_OFFLINE) or env in ("1", "ON", "YES", "TRUE")
+
+
 def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
                 allow_pickle: bool = False) -> DiffusionModel:
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -168,13 +193,16 @@ def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.
     if missing:
         raise ModelUnavailable(f"{folder} is not a diffusers model folder: missing {', '.join(missing)}. "
                                "Choose the folder that holds model_index.json.")
-    kw = dict(torch_dtype=dtype, use_safetensors=None if allow_pickle else True)
+    safetensors = None if allow_pickle else True
     try:
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw)
-        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **kw)
-        tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    except (OSError, ValueError, EnvironmentError) as e:
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype,
+                                                    use_safetensors=safetensors, local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype,
+                                            use_safetensors=safetensors, local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", use_safetensors=safetensors,
+                                                     local_files_only=True, **transformers_dtype_kwargs(dtype))
+        tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+    except (OSError, ValueError) as e:
         raise ModelUnavailable(f"Could not load the model in {folder}: {str(e).splitlines()[0]}") from e
     sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     return _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, folder)
@@ -183,13 +211,20 @@ def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.
 def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
                      config_dir: Path = SD15_CONFIG_DIR) -> DiffusionModel:
     """An original-layout checkpoint (what artists download), converted by diffusers using the
-    component configs and tokenizer shipped in resources/ so no network is needed."""
+    component configs and tokenizer in `config_dir` (a diffusers-layout folder: model_index.json and
+    one config per component; weights there are not needed and not read) — the SD 1.5 ones shipped
+    in resources/ by default, so no network is needed."""
     from diffusers import StableDiffusionPipeline
 
+    path, config_dir = Path(path), Path(config_dir)
+    if not (config_dir / "model_index.json").is_file():
+        raise ModelUnavailable(f"{config_dir} holds no model_index.json: it cannot describe {path.name}.")
     try:
         pipe = StableDiffusionPipeline.from_single_file(
             str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
             safety_checker=None, requires_safety_checker=False)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # not a bad file: the caller reports memory
     except Exception as e:  # diffusers raises many types for malformed files
         raise ModelUnavailable(
             f"Could not read {path.name} as a Stable Diffusion 1.x checkpoint: {str(e).splitlines()[0]}") from e
@@ -202,11 +237,19 @@ def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None
     """Local snapshot of a hub repo: the cache first, then a download (diffusers components only)."""
     from huggingface_hub import snapshot_download
 
-    patterns = [p for p in COMPONENT_PATTERNS]
+    patterns = list(COMPONENT_PATTERNS)
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        cached = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        # the cache may hold only a few files of the repo (configs fetched by another tool)
+        if all(any((cached / part).glob("*.safetensors")) for part in ("unet", "vae", "text_encoder")):
+            return cached
     except Exception:
         pass
+    if hub_offline():
+        raise ModelUnavailable(
+            f"'{repo_id}' is not in the local Hugging Face cache and offline mode is on (HF_HUB_OFFLINE is set). "
+            f"Unset HF_HUB_OFFLINE and connect to the internet to download it on first use, or download it on "
+            f"another machine (hf download {repo_id}) and choose its folder or a .safetensors file.")
     kwargs = {}
     if progress is not None:
         kwargs["tqdm_class"] = _tqdm_reporting(progress)
@@ -214,18 +257,27 @@ def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None
         return Path(snapshot_download(repo_id, allow_patterns=patterns, **kwargs))
     except Exception as e:
         raise ModelUnavailable(
-            f"Could not download '{repo_id}' ({type(e).__name__}). Connect to the internet and try again, or "
-            f"download it elsewhere (huggingface-cli download {repo_id}) and choose the folder or a "
-            ".safetensors file.") from e
+            f"Could not download '{repo_id}' ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            f"Check the repo id and your internet connection and try again, or download it elsewhere "
+            f"(hf download {repo_id}) and choose its folder or a .safetensors file.") from e
 
 
 def _tqdm_reporting(progress: Callable[[int, int], None]):
     from tqdm.auto import tqdm
 
-    class ReportingTqdm(tqdm):  # forwards byte counts to the caller (GUI progress bar, CLI)
+    saw_bytes = [False]
+
+    class ReportingTqdm(tqdm):
+        """Forwards the download's byte counts to the caller (GUI progress bar, CLI). huggingface_hub
+        also opens bars counting files; those are reported only while no byte bar exists."""
+
         def update(self, n=1):
             out = super().update(n)
-            progress(int(self.n), int(self.total or 0))
+            is_bytes = self.unit == "B" and not str(self.desc).startswith("Reconstructing")
+            if is_bytes:
+                saw_bytes[0] = True
+            if is_bytes or not saw_bytes[0]:
+                progress(int(self.n), int(self.total or 0))
             return out
 
     return ReportingTqdm
@@ -235,9 +287,9 @@ def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, 
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False)
         m.eval()
-        m.to(device=device)
-        if m.dtype != dtype:  # loaders already give the right dtype; cast only what differs
-            m.to(dtype=dtype)
+        p = next(m.parameters())
+        if p.device != device or p.dtype != dtype:  # usually loaded in place already: skip the copy
+            m.to(device=device, dtype=dtype)
     model = DiffusionModel(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype,
                            Path(root) if root else None)
     factors = _read_preview_factors(model.root)

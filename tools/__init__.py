@@ -1,0 +1,1 @@
+"""Maintenance scripts and benchmarks (not imported by the app)."""

@@ -103,3 +103,13 @@ def download_from_hub_generic(repo_id: str) -> Path:
     except Exception as e:
         raise ModelUnavailable(f"could not download it ({type(e).__name__}); connect to the internet or "
                                f"download '{repo_id}' elsewhere and pass its folder") from e
+
+
+def provide_aux(kind: str, base: DiffusionModel, model: torch.nn.Module, processor=None,
+                source: Optional[str] = None) -> AuxModel:
+    """Make an already built encoder the one `load_aux(kind, base, source)` returns (benchmarks
+    with random SD 1.5-sized encoders, tests with tiny ones)."""
+    aux = AuxModel(kind, source or f"provided:{kind}", model.requires_grad_(False).eval(), processor)
+    with _lock:
+        _cache[(kind, source, base.model_id, str(base.device))] = aux
+    return aux

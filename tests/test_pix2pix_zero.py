@@ -255,3 +255,47 @@ def test_missing_caption_without_captioner_is_a_clear_error(engine_with_tiny, mo
     with pytest.raises(ModelUnavailable, match="type a source prompt"):
         engine_with_tiny.run(EditRequest(P2PZ, _image(), {"source_word": "cat", "target_word": "dog",
                                                           "steps": 3}))
+
+
+def _tiny_blip(tmp_path, favour: str | None):
+    """A tiny random BLIP captioner built in-process; `favour` biases its decoder towards one word."""
+    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
+                              BlipProcessor)
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "cat", "photo", "of", "rug"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    tok = BertTokenizer(str(tmp_path / "vocab.txt"), bos_token="[DEC]")
+    proc = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok)
+    cfg = BlipConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, max_position_embeddings=64, bos_token_id=5, pad_token_id=0,
+                         sep_token_id=3, eos_token_id=3),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=16), projection_dim=32)
+    torch.manual_seed(0)
+    model = BlipForConditionalGeneration(cfg).eval()
+    if favour is not None:
+        with torch.no_grad():
+            model.text_decoder.cls.predictions.bias[words.index(favour)] += 100.0
+    return model, proc
+
+
+def test_empty_source_prompt_is_captioned_with_blip(engine_with_tiny, monkeypatch, tmp_path):
+    import core.aux_models as aux
+
+    model, proc = _tiny_blip(tmp_path, favour="cat")
+    calls = []
+    monkeypatch.setattr(model, "generate", lambda *a, _g=model.generate, **k: calls.append(1) or _g(*a, **k))
+    monkeypatch.setattr(aux, "load_aux", lambda kind, base, source=None, needed_by="":
+                        aux.AuxModel(kind, "tiny", model, proc))
+    params = {"source_word": "cat", "target_word": "dog", "steps": 2}
+    res = engine_with_tiny.run(EditRequest(P2PZ, _image(seed=2), params))
+    assert res.info["caption"].split()[:2] == ["cat", "cat"]
+    engine_with_tiny.run(EditRequest(P2PZ, _image(seed=2), params))
+    assert len(calls) == 1  # the caption is cached per image
+
+    silent, proc = _tiny_blip(tmp_path, favour=None)  # says nothing: ask the user for a caption
+    monkeypatch.setattr(aux, "load_aux", lambda kind, base, source=None, needed_by="":
+                        aux.AuxModel(kind, "tiny", silent, proc))
+    with pytest.raises(InvalidInput, match="source prompt"):
+        engine_with_tiny.run(EditRequest(P2PZ, _image(seed=3), params))

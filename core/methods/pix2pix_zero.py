@@ -1,0 +1,244 @@
+"""`pix2pix-zero` (Parmar et al., SIGGRAPH 2023): translate along a word direction (cat -> dog)
+without writing a full target prompt.
+
+1. Caption c: the user's source prompt, else BLIP (when a captioner is available).
+2. Invert the image with DDIM (guidance 1, prompt c) and pix2pix-zero's noise regularisation
+   (core/noise_regularization.py), cached like every inversion.
+3. Edit direction Δc from the sentence bank (core/edit_directions.py), cached per word pair.
+4. Reference pass: denoise x_T with c and record every cross-attention map (head-averaged, one
+   [tokens, 77] map per attn2 layer and step, stored in the model dtype). Cached per inversion.
+5. Edit pass from the same x_T with c + Δc: at each step one gradient step on x_t lowering
+   Σ‖M_edit − M_ref‖² (step size `xa_guidance`), then the CFG step with guidance `guidance` and
+   the caption as the negative prompt. With a mask, the inverted trajectory is re-imposed outside it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from ..attention import AttentionHook, AttnCall, attention_hooks
+from ..cache import content_key
+from ..edit_directions import check_word_pair, edit_direction
+from ..engine import EditContext, MethodOutput
+from ..errors import InvalidInput, ModelUnavailable
+from ..events import Reporter
+from ..models import DiffusionModel
+from ..noise_regularization import NoiseRegularizer
+from ..params import MethodParams, param
+from ..previews import latent_preview
+from ..registry import Method, register
+from ..sampling import denoise, invert_cached, predict_cfg
+from ..schedule import DDIMSchedule
+from ..unet_calls import unet_forward, vae_decode
+
+NAME = "pix2pix-zero"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pix2PixZeroParams(MethodParams):
+    source_word: str = param("", "The word for what to change, as it appears in the image (e.g. cat).",
+                             required=True)
+    target_word: str = param("", "The word for what it should become (e.g. dog).", required=True)
+    source_prompt: str = param("", "A caption of the input image (e.g. 'a cat sitting on a sofa'). Leave "
+                               "empty to caption it with BLIP when that model is available.", kind="text")
+    xa_guidance: float = param(0.1, "Cross-attention guidance step: keeps the layout of the input (0 = off; "
+                               "0.1 for photos, 0.15 for generated images, <= 0.01 for v-prediction models).",
+                               min=0.0, max=2.0)
+    guidance: float = param(5.0, "How strongly to push towards the target word (classifier-free guidance "
+                            "against the caption).", min=1.0, max=30.0)
+    steps: int = param(50, "Inversion and denoising steps.", min=2, max=1000)
+    reg_steps: int = param(5, "Noise-regularisation rounds per inversion step (0 = plain DDIM inversion).",
+                           min=0, max=50, advanced=True)
+    lambda_ac: float = param(20.0, "Weight (step size) of the auto-correlation term of the noise "
+                             "regularisation.", min=0.0, max=1000.0, advanced=True)
+    lambda_kl: float = param(20.0, "Weight (step size) of the KL term of the noise regularisation.",
+                             min=0.0, max=1000.0, advanced=True)
+
+    def check(self) -> None:
+        if " ".join(self.source_word.lower().split()) == " ".join(self.target_word.lower().split()):
+            raise InvalidInput(f"The source and target words are the same ({self.source_word!r}): choose a "
+                               "different target word (e.g. cat -> dog).")
+
+
+# ---- cross-attention maps -------------------------------------------------------------------------
+
+class CrossAttentionMaps(AttentionHook):
+    """Records the head-averaged cross-attention map of every attn2 layer ([B, tokens, 77])."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32):
+        self.dtype = dtype
+        self.maps: dict[str, torch.Tensor] = {}
+
+    def applies(self, call: AttnCall) -> bool:
+        return call.layer.is_cross
+
+    def wants_probs(self, call: AttnCall) -> bool:
+        return True
+
+    def probs(self, call: AttnCall, p: torch.Tensor) -> torch.Tensor:
+        self.maps[call.layer.name] = p.detach().mean(1).to(self.dtype)
+        return p
+
+
+class CrossAttentionLoss(AttentionHook):
+    """Σ over attn2 layers of ‖mean_heads(M) − M_ref‖², differentiable (for guidance on x_t)."""
+
+    def __init__(self, reference: dict[str, torch.Tensor]):
+        self.reference = reference
+        self.loss: Optional[torch.Tensor] = None
+
+    def applies(self, call: AttnCall) -> bool:
+        return call.layer.is_cross and call.layer.name in self.reference
+
+    def wants_probs(self, call: AttnCall) -> bool:
+        return True
+
+    def probs(self, call: AttnCall, p: torch.Tensor) -> torch.Tensor:
+        term = ((p.mean(1) - self.reference[call.layer.name].float()) ** 2).sum()
+        self.loss = term if self.loss is None else self.loss + term
+        return p
+
+
+def reference_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, cond: torch.Tensor,
+                   reporter: Optional[Reporter] = None, stage: str = "reference"):
+    """Denoise x_T with the caption embedding, recording the cross-attention maps of every step.
+    Returns (final latent, [per step {layer: map}])."""
+    maps: list[dict[str, torch.Tensor]] = []
+
+    def predict(x, i, t):
+        rec = CrossAttentionMaps(model.dtype)
+        with attention_hooks(model.unet, rec):
+            out = unet_forward(model, x, t, cond)
+        maps.append(rec.maps)
+        return out
+
+    latent = denoise(model, schedule, x_T, predict, reporter, stage=stage)
+    return latent, maps
+
+
+@dataclass
+class EditPass:
+    latent: torch.Tensor
+    xa_losses: list = field(default_factory=list)  # loss at each step before its guidance step (tensors)
+
+
+def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, cond_edit: torch.Tensor,
+              negative: torch.Tensor, reference: list[dict], guidance: float, xa_guidance: float,
+              reporter: Optional[Reporter] = None, after_step: Optional[Callable] = None,
+              measure: bool = False, stage: str = "edit") -> EditPass:
+    """Denoise x_T with `cond_edit`, guiding each x_t towards the reference cross-attention maps
+    (one gradient step of size `xa_guidance`), then a CFG step with `negative` as the
+    unconditional prompt. `measure` records the attention loss even without guidance."""
+    result = EditPass(x_T)
+
+    def guide(x, i, t):
+        if xa_guidance <= 0 and not measure:
+            return x
+        hook = CrossAttentionLoss(reference[i])
+        grad_on = xa_guidance > 0
+        with torch.set_grad_enabled(grad_on), attention_hooks(model.unet, hook):
+            xv = x.detach().requires_grad_(grad_on)
+            unet_forward(model, xv, t, cond_edit)
+            loss = hook.loss
+            if loss is None:
+                return x
+            if grad_on:
+                (g,) = torch.autograd.grad(loss, xv)
+                x = x.detach() - xa_guidance * g
+        result.xa_losses.append(loss.detach())
+        return x
+
+    def predict(x, i, t):
+        return predict_cfg(model, x, t, cond_edit, negative, guidance)
+
+    result.latent = denoise(model, schedule, x_T, predict, reporter, stage=stage, guide=guide,
+                            after_step=after_step)
+    return result
+
+
+# ---- captioning -----------------------------------------------------------------------------------
+
+def caption_image(ctx: EditContext) -> str:
+    """A BLIP caption of the input (cached per image), or ModelUnavailable asking for a caption."""
+    from ..aux_models import load_aux
+
+    cache = ctx.cache("captions", 32)
+    key = (ctx.image_key, "blip")
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    try:
+        aux = load_aux("blip", ctx.model, needed_by=NAME)
+    except ModelUnavailable as e:
+        raise ModelUnavailable(f"{NAME} needs a caption: type a source prompt describing the image (e.g. 'a cat "
+                               f"sitting on a sofa'), or make the BLIP captioner available ({e}).") from e
+    from PIL import Image
+
+    inputs = aux.processor(images=Image.fromarray(ctx.source.rgb), return_tensors="pt")
+    inputs = {k: (v.to(ctx.device, next(aux.model.parameters()).dtype) if v.is_floating_point() else v.to(ctx.device))
+              for k, v in inputs.items()}
+    with torch.no_grad():
+        ids = aux.model.generate(**inputs, max_new_tokens=40)
+    text = " ".join(aux.processor.decode(ids[0], skip_special_tokens=True).split())
+    if not text:
+        raise InvalidInput(f"The captioner found nothing to say about this image: type a source prompt for {NAME}.")
+    cache.put(key, text)
+    return text
+
+
+# ---- the method -----------------------------------------------------------------------------------
+
+def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
+    model = ctx.model
+    check_word_pair(model.tokenizer, p.source_word, p.target_word)
+    caption = " ".join(p.source_prompt.split()) or caption_image(ctx)
+    schedule = DDIMSchedule(model.scheduler_config, p.steps)
+
+    refiner = NoiseRegularizer(p.reg_steps, p.lambda_ac, p.lambda_kl, seed=p.seed, schedule=schedule)
+    refiner_on = refiner.active
+    traj = invert_cached(ctx, schedule, caption, eps_refiner=refiner if refiner_on else None,
+                         refiner_key=refiner.key if refiner_on else None, stage="invert")
+
+    direction = edit_direction(model, p.source_word, p.target_word, ctx.cache("edit_directions", 16),
+                               check=ctx.reporter.cancel.check)
+    cond = model.encode_text(caption).float()
+    cond_edit = cond + direction.to(cond.device)
+    x_T = traj.noisiest
+
+    ref_cache = ctx.cache("p2pz_reference", 2)
+    ref_key = content_key(model.model_id, str(ctx.device), ctx.image_key, caption, p.steps,
+                          refiner.key if refiner_on else None)
+    reference = ref_cache.get(ref_key)
+    if reference is None:
+        _, reference = reference_pass(model, schedule, x_T, cond, ctx.reporter)
+        ref_cache.put(ref_key, reference)
+    else:
+        ctx.reporter.stage("reference", 1)
+        ctx.reporter.step(1, 1, latent_preview(model, traj.clean), message="reused")
+
+    lmask = ctx.latent_mask()
+    after_step = None
+    if lmask is not None:
+        def after_step(x, i):
+            return lmask * x + (1 - lmask) * traj.at(i + 1)
+
+    edited = edit_pass(model, schedule, x_T, cond_edit, cond, reference, p.guidance, p.xa_guidance,
+                       ctx.reporter, after_step)
+    ctx.reporter.stage("decode", 1)
+    with torch.no_grad():
+        image = vae_decode(model, edited.latent)
+    losses = torch.stack(edited.xa_losses).tolist() if edited.xa_losses else []
+    info = {"caption": caption, "source_word": p.source_word, "target_word": p.target_word,
+            "xa_loss": [round(v, 6) for v in losses]}
+    return MethodOutput(image, info)
+
+
+METHOD = register(Method(
+    name=NAME, label="Translate (pix2pix-zero)", params=Pix2PixZeroParams, run=run,
+    stages=("invert", "reference", "edit"),
+    description="Change one thing into another (cat -> dog) along a word direction, keeping the picture's "
+                "layout through cross-attention guidance. Captions the image with BLIP when no source "
+                "prompt is given.",
+    needs=("blip",)))

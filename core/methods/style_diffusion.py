@@ -394,7 +394,7 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
         for it in range(n_iter + 1):
             if reporter:
                 reporter.cancel.check()
-            with torch.enable_grad():
+            with torch.set_grad_enabled(it < n_iter):  # the last evaluation is never back-propagated
                 value = mapper.value(tokens, cond32)
                 hook.set(value)
                 rec = AttentionRecorder(lambda layer: reg_layer(layer), what=("probs",), detach=False)

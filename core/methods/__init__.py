@@ -1,3 +1,4 @@
 """Importing this package registers every method."""
 from . import reconstruct  # noqa: F401
 from . import pix2pix_zero  # noqa: F401
+from . import style_diffusion  # noqa: F401

@@ -17,19 +17,16 @@ def counters(model: DiffusionModel) -> Counter:
     return c
 
 
-def _trainable(module: torch.nn.Module) -> bool:
-    """True while some of the module's parameters are being trained (e.g. a LoRA adapter)."""
-    return any(p.requires_grad for p in module.parameters())
-
-
 def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, emb: torch.Tensor,
                  **kwargs) -> torch.Tensor:
     c = counters(model)
     c["unet"] += 1
     c["unet_samples"] += x.shape[0]
     c[f"unet_b{x.shape[0]}"] += 1  # per batch size: benchmarks price passes by batch
-    if torch.is_grad_enabled() and (x.requires_grad or _trainable(model.unet)):
-        c["unet_grad"] += 1  # a forward that will be back-propagated
+    if torch.is_grad_enabled():
+        # A forward that builds a graph (to be back-propagated). Callers run plain passes under
+        # no_grad, so this counts exactly the passes that pay for a backward.
+        c["unet_grad"] += 1
         c[f"unet_grad_b{x.shape[0]}"] += 1
     if not torch.is_tensor(t):
         t = torch.tensor(t, device=model.device)

@@ -31,9 +31,9 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, 
     return out.float()
 
 
-def vae_decode(model: DiffusionModel, latents: torch.Tensor) -> torch.Tensor:
+def vae_decode(model: DiffusionModel, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     counters(model)["vae_decode"] += 1
-    return model.decode_latents(latents)
+    return model.decode_latents(latents, clamp=clamp)
 
 
 def vae_encode(model: DiffusionModel, image: torch.Tensor) -> torch.Tensor:

@@ -207,3 +207,29 @@ def test_guidance_lowers_total_loss(engine_with_tiny, tiny_model, encoders, tmp_
 
     assert not torch.equal(unguided, guided)
     assert total(guided) < 0.9 * total(unguided)
+
+
+def test_semantic_divergence_rewards_moving_away(tiny_model, encoders):
+    """The [CLS] distance to the previous step's x̂0 enters l_total with a negative weight."""
+    dino, clip = encoders_for(tiny_model, encoders)
+    p = DiffuseITParams.from_dict(dict(prompt="a painting", cutouts=2))
+    src = to_pix(picture())
+    objective = Objective.build(p, dino, clip, src)
+    with torch.no_grad():
+        terms, cls = objective.terms(src, 0)
+        far = cls + 1.0
+        with_sem, _ = objective.terms(src, 0, prev_cls=far)
+    assert "sem" not in terms and with_sem["sem"].item() == pytest.approx(1.0, rel=1e-5)
+    assert objective.total(with_sem).item() == pytest.approx(objective.total(terms).item() - p.w_sem, rel=1e-5)
+
+
+def test_normalisation_read_from_the_model_folder(tmp_path):
+    import json
+
+    from core.aux_models import AuxModel
+    from core.diffuseit_losses import IMAGENET_MEAN, IMAGENET_STD, normalisation
+
+    aux = AuxModel("dino", str(tmp_path), torch.nn.Identity())
+    assert normalisation(aux, IMAGENET_MEAN, IMAGENET_STD) == (IMAGENET_MEAN, IMAGENET_STD)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(image_mean=[0.5] * 3, image_std=[0.25] * 3)))
+    assert normalisation(aux, IMAGENET_MEAN, IMAGENET_STD) == ((0.5,) * 3, (0.25,) * 3)

@@ -139,10 +139,11 @@ class DiffusionModel:
         dist = self.vae.encode(image).latent_dist
         return (dist.mean * self.scaling_factor).float()
 
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Scaled latents -> [B,3,H,W] in -1..1 (float32)."""
+    def decode_latents(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Scaled latents -> [B,3,H,W] in -1..1 (float32). clamp=False keeps the decoder's raw range
+        (losses that penalise out-of-range pixels, gradients that must not vanish at the clamp)."""
         out = self.vae.decode((latents / self.scaling_factor).to(self.vae.dtype)).sample
-        return out.float().clamp(-1, 1)
+        return out.float().clamp(-1, 1) if clamp else out.float()
 
 
 def _read_preview_factors(root: Path | None) -> tuple[list, list] | None:

@@ -35,12 +35,12 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, 
     return out.float()
 
 
-def vae_decode(model: DiffusionModel, latents: torch.Tensor) -> torch.Tensor:
+def vae_decode(model: DiffusionModel, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     c = counters(model)
     c["vae_decode"] += 1
     if torch.is_grad_enabled() and latents.requires_grad:
         c["vae_decode_grad"] += 1
-    return model.decode_latents(latents)
+    return model.decode_latents(latents, clamp=clamp)
 
 
 def vae_encode(model: DiffusionModel, image: torch.Tensor) -> torch.Tensor:

@@ -2,3 +2,4 @@
 from . import reconstruct  # noqa: F401
 from . import pix2pix_zero  # noqa: F401
 from . import style_diffusion  # noqa: F401
+from . import diffuseit  # noqa: F401

@@ -1,0 +1,212 @@
+"""`pnp`: Plug-and-Play diffusion features (Tumanyan et al., CVPR 2023).
+
+Text-guided restyling that keeps the picture's layout. The image is DDIM-inverted with the source
+prompt (cached: a second edit of the same image reuses the trajectory). Denoising then runs, at
+every step, one batched UNet call
+
+    [source latent at t (from the inversion trajectory), target uncond, target cond (, source-prompt)]
+
+and copies the source branch's
+  * spatial features: the output of decoder layer 4 (SD 1.x `up_blocks[1].resnets[1]`) for the
+    first τ_f of the steps, and
+  * self-attention queries and keys (not values) of decoder layers 4-11 (SD 1.x `attn1` of
+    `up_blocks[1].attentions[1,2]`, `up_blocks[2..3].attentions[0..2]`) for the first τ_A,
+into every target row. Other UNet shapes get the decoder layers at the same relative depth.
+
+Negative prompting: the unconditional prediction becomes α·ε(∅) + (1−α)·ε(source prompt); the
+source-prompt row joins the same UNet call (batch 4) only on steps where 1−α ≠ 0.
+
+With a mask, the latent outside it is reset to the source trajectory after every step (blended
+latent diffusion): the model then generates the edited region against the real surroundings, so the
+engine's feathered composite cross-fades between nearly identical pixels instead of between the
+restyled and the original picture (no halo or ghosting at the edge).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from ..attention import AttentionHook, AttnCall, attention_hooks
+from ..engine import EditContext, MethodOutput
+from ..errors import InvalidInput
+from ..events import Reporter
+from ..models import DiffusionModel
+from ..params import MethodParams, param
+from ..registry import Method, register
+from ..sampling import Trajectory, denoise, invert_cached
+from ..schedule import DDIMSchedule
+from ..unet_calls import unet_forward, vae_decode
+from ..unet_layout import corresponding_index, decoder_layers, forward_hook
+
+# SD 1.x decoder layers (numbered resnet by resnet, 0 = lowest resolution) named by the paper.
+SD1_FEATURE_LAYER = 4
+SD1_ATTENTION_LAYERS = range(4, 12)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PnPParams(MethodParams):
+    prompt: str = param("", "The target: what the picture should become (e.g. 'a marble statue of a horse').",
+                        kind="text", required=True)
+    source_prompt: str = param("", "What the picture shows now (optional). Used for the inversion and as "
+                                   "the negative prompt when negative alpha is below 1.", kind="text")
+    feature_injection: float = param(
+        0.8, "τ_f: fraction of the steps (from the start) that inject the source's spatial features. "
+             "Higher keeps more structure; 0.5 for sketches and silhouettes.", min=0.0, max=1.0)
+    attention_injection: float = param(
+        0.5, "τ_A: fraction of the steps that inject the source's self-attention queries and keys.",
+        min=0.0, max=1.0)
+    negative_alpha: float = param(
+        1.0, "α: the unconditional branch is α·ε(empty) + (1−α)·ε(source prompt). 1 = plain guidance "
+             "(real photos); 0.75 pushes away from the source's look (generated images).",
+        min=0.0, max=1.0, advanced=True)
+    negative_schedule: str = param(
+        "constant", "How α evolves: constant, or linear from 1 at the first step to α at the last.",
+        choices=("constant", "linear"), advanced=True)
+    guidance: float = param(7.5, "Classifier-free guidance scale (10 suits real photos).", min=1.0, max=30.0)
+
+    def check(self) -> None:
+        if self.negative_alpha < 1.0 and not self.source_prompt.strip():
+            raise InvalidInput("negative_alpha below 1 pushes away from the source prompt, which is empty: "
+                               "describe the picture in source_prompt, or set negative_alpha to 1.")
+
+
+# ---- which layers ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InjectionPlan:
+    feature_layer: int                       # decoder layer index whose resnet output is injected
+    feature_module: torch.nn.Module
+    feature_name: str                        # "up_blocks.B.resnets.S"
+    attention_layers: frozenset              # {(up block, attention index)} whose attn1 q/k are injected
+    attention_names: tuple
+
+
+def injection_plan(unet) -> InjectionPlan:
+    """SD 1.x's layers by name; for other UNet shapes the layers at the same relative decoder depth."""
+    layers = decoder_layers(unet)
+    n = len(layers)
+    feat = layers[corresponding_index(SD1_FEATURE_LAYER, n)]
+    chosen = sorted({corresponding_index(i, n) for i in SD1_ATTENTION_LAYERS})
+    attn = [layers[i] for i in chosen if layers[i].attention_prefix is not None]
+    return InjectionPlan(
+        feature_layer=feat.index, feature_module=feat.resnet,
+        feature_name=f"up_blocks.{feat.block}.resnets.{feat.sub}",
+        attention_layers=frozenset((lay.block, lay.sub) for lay in attn),
+        attention_names=tuple(f"{lay.attention_prefix}.*.attn1" for lay in attn))
+
+
+def injected_steps(fraction: float, steps: int) -> int:
+    """How many of the first steps inject: τ·steps rounded down (0.8·50 = 40, 0.5·50 = 25)."""
+    return max(0, min(steps, math.floor(fraction * steps + 1e-6)))
+
+
+def negative_alpha_at(p: PnPParams, i: int, steps: int) -> float:
+    if p.negative_schedule == "linear" and steps > 1:
+        return 1.0 + (p.negative_alpha - 1.0) * i / (steps - 1)
+    return p.negative_alpha
+
+
+def _from_source(x: torch.Tensor) -> torch.Tensor:
+    """Every row replaced by row 0 (the source branch)."""
+    return x[:1].expand_as(x).contiguous()
+
+
+class QKInjection(AttentionHook):
+    """Copies the source row's self-attention queries and keys into the target rows (values stay)."""
+
+    def __init__(self, layers: frozenset):
+        self.layers = layers
+        self.active = False
+
+    def applies(self, call: AttnCall) -> bool:
+        lay = call.layer
+        return (self.active and lay.place == "up" and lay.kind == "attn1"
+                and (lay.block, lay.index) in self.layers)
+
+    def qkv(self, call, q, k, v):
+        return _from_source(q), _from_source(k), v
+
+
+class FeatureInjection:
+    """Forward hook: the resnet's output in every target row becomes the source row's."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def __call__(self, module, inputs, output):
+        return _from_source(output) if self.active else None
+
+
+# ---- the edit ----------------------------------------------------------------------------------
+
+def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory, p: PnPParams,
+                reporter: Optional[Reporter] = None, keep_mask: Optional[torch.Tensor] = None,
+                observers: Sequence[AttentionHook] = ()) -> tuple[torch.Tensor, dict]:
+    """Denoise from the trajectory's x_T with the target prompt, injecting from the source branch.
+
+    keep_mask ([1,1,h,w] latent-size, 1 = editable): outside it the latent is reset to the source
+    trajectory after every step. observers: attention hooks run after the injection (tests)."""
+    n = schedule.steps
+    plan = injection_plan(model.unet)
+    n_feat = injected_steps(p.feature_injection, n)
+    n_attn = injected_steps(p.attention_injection, n)
+    source_emb, uncond_emb, cond_emb = model.encode_text([p.source_prompt, "", p.prompt]).chunk(3)
+    cfg = p.guidance != 1.0
+    # ε(source prompt) only matters when it differs from ε(∅).
+    negative_possible = cfg and p.source_prompt != ""
+    embs = {False: torch.cat([source_emb, uncond_emb, cond_emb] if cfg else [source_emb, cond_emb]),
+            True: torch.cat([source_emb, uncond_emb, cond_emb, source_emb])}
+    qk = QKInjection(plan.attention_layers)
+    feat = FeatureInjection()
+    batches: dict[int, int] = {}
+
+    def predict(x: torch.Tensor, i: int, t: int) -> torch.Tensor:
+        alpha = negative_alpha_at(p, i, n)
+        negative = negative_possible and alpha != 1.0
+        emb = embs[negative]
+        rows = emb.shape[0]
+        batches[rows] = batches.get(rows, 0) + 1
+        feat.active = i < n_feat
+        qk.active = i < n_attn
+        latents = torch.cat([traj.at(i).to(x.device), x.expand(rows - 1, *x.shape[1:])])
+        out = unet_forward(model, latents, t, emb)
+        if not cfg:
+            return out[1:2]
+        uncond, cond = out[1:2], out[2:3]
+        if negative:
+            uncond = alpha * uncond + (1.0 - alpha) * out[3:4]
+        return uncond + p.guidance * (cond - uncond)
+
+    after_step = None
+    if keep_mask is not None:
+        m = keep_mask.to(traj.latents.device, torch.float32)
+
+        def after_step(x_prev: torch.Tensor, i: int) -> torch.Tensor:
+            # traj.at(i + 1) is the source latent at the next timestep (the clean latent after the last).
+            return m * x_prev + (1.0 - m) * traj.at(i + 1)
+
+    with attention_hooks(model.unet, qk, *observers), forward_hook(plan.feature_module, feat):
+        latent = denoise(model, schedule, traj.noisiest, predict, reporter, stage="edit",
+                         after_step=after_step)
+    info = {"feature_layer": plan.feature_name, "feature_steps": n_feat,
+            "attention_layers": list(plan.attention_names), "attention_steps": n_attn,
+            "unet_batches": {f"batch {b}": c for b, c in sorted(batches.items())}}
+    return latent, info
+
+
+def run(ctx: EditContext, p: PnPParams) -> MethodOutput:
+    schedule = DDIMSchedule(ctx.model.scheduler_config, p.steps)
+    traj = invert_cached(ctx, schedule, p.source_prompt)
+    latent, info = pnp_denoise(ctx.model, schedule, traj, p, ctx.reporter, keep_mask=ctx.latent_mask())
+    with torch.no_grad():
+        image = vae_decode(ctx.model, latent)
+    return MethodOutput(image, info)
+
+
+METHOD = register(Method(
+    name="pnp", label="Restyle (PnP)", params=PnPParams, run=run, stages=("invert", "edit"),
+    description="Restyle the picture from a text prompt while keeping its layout: the source's decoder "
+                "features and self-attention are plugged into the generation (Plug-and-Play, 2023)."))

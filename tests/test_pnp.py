@@ -1,0 +1,236 @@
+"""PnP restyling on the tiny in-process model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.attention import AttentionRecorder, AttnCall, attention_hooks, parse_layer_name
+from core.engine import EditRequest
+from core.errors import InvalidInput
+from core.methods.pnp import (PnPParams, QKInjection, injected_steps, injection_plan, negative_alpha_at,
+                              pnp_denoise)
+from core.registry import get_method
+from core.sampling import Trajectory, ddim_invert, denoise
+from core.schedule import DDIMSchedule
+from core.unet_calls import counters, unet_forward
+from core.unet_layout import decoder_layers, forward_hook
+
+
+def _image(w=40, h=32):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([xx * 6 % 256, yy * 7 % 256, ((xx - w / 2) ** 2 + (yy - h / 2) ** 2 < 90) * 200 + 20],
+                    -1).astype(np.uint8)
+
+
+def _sampled_trajectory(model, schedule, emb, seed=1):
+    """A trajectory that DDIM denoising itself produced (x_T -> x_0 with `emb`, guidance 1): what an
+    exact inversion would return. Its clean end is the plain reconstruction from its x_T."""
+    x_t = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(seed))
+    lats = [x_t]
+    clean = denoise(model, schedule, x_t, lambda x, i, t: unet_forward(model, x, t, emb),
+                    after_step=lambda x, i: lats.append(x) or None)
+    return Trajectory(torch.cat(lats), list(schedule.timesteps)), clean
+
+
+def test_full_injection_with_target_equal_source_reproduces_the_reconstruction(tiny_model):
+    # Why this is exact: at step i the target latent equals the source latent at t_i (true at x_T;
+    # inductively after), the target prompt is the source prompt, and with α = 0 the unconditional
+    # branch is ε(source prompt) = the conditional one, so guidance 7.5 adds exactly nothing. All rows
+    # then compute the same thing, the copied features/q/k are the values they already had, and the
+    # DDIM step lands on the source latent at t_{i+1}. The source latents must come from a trajectory
+    # DDIM denoising reproduces, i.e. an exact inversion; a real 8-step DDIM inversion is not exact
+    # (ε is evaluated one timestep off), so there the claim holds only approximately.
+    model = tiny_model
+    schedule = DDIMSchedule(model.scheduler_config, 8)
+    traj, reconstruction = _sampled_trajectory(model, schedule, model.encode_text("a red fox"))
+    p = PnPParams(prompt="a red fox", source_prompt="a red fox", feature_injection=1.0,
+                  attention_injection=1.0, negative_alpha=0.0, guidance=7.5, steps=8)
+    out, info = pnp_denoise(model, schedule, traj, p)
+    assert info["feature_steps"] == info["attention_steps"] == 8
+    assert info["unet_batches"] == {"batch 4": 8}
+    torch.testing.assert_close(out, reconstruction, atol=1e-4, rtol=1e-5)
+    # ... and the claim can fail: plain guidance (α = 1) with the same settings departs from it.
+    out_cfg, _ = pnp_denoise(model, schedule, traj, p.replace(negative_alpha=1.0))
+    assert (out_cfg - reconstruction).abs().max() > 0.1
+
+
+def test_without_injection_and_same_prompt_equals_the_reconstruct_method(engine_with_tiny):
+    # With real (inexact) inversion the injection-free target branch is the plain reconstruction,
+    # exactly: the rows of one batch do not interact.
+    img = _image()
+    rec = engine_with_tiny.run(EditRequest("reconstruct", img, {"prompt": "a fox", "steps": 6}))
+    pnp = engine_with_tiny.run(EditRequest("pnp", img, {
+        "prompt": "a fox", "source_prompt": "a fox", "steps": 6, "guidance": 1.0,
+        "feature_injection": 0.0, "attention_injection": 0.0}))
+    diff = np.abs(np.asarray(rec.image, dtype=int) - np.asarray(pnp.image, dtype=int))
+    assert diff.max() <= 1
+    assert "unet" not in pnp.passes or pnp.passes["unet"] == 6  # the reconstruct's inversion was reused
+
+
+def test_injection_off_changes_the_output(tiny_model):
+    model = tiny_model
+    schedule = DDIMSchedule(model.scheduler_config, 8)
+    traj, _ = _sampled_trajectory(model, schedule, model.encode_text(""))
+    p = PnPParams(prompt="a blue car", steps=8)
+    injected, _ = pnp_denoise(model, schedule, traj, p)
+    plain, info = pnp_denoise(model, schedule, traj, p.replace(feature_injection=0.0, attention_injection=0.0))
+    assert info["feature_steps"] == info["attention_steps"] == 0
+    assert (injected - plain).abs().mean() > 1e-2
+    # Injection pulls the edit toward the source's own clean latent (its structure).
+    assert (injected - traj.clean).abs().mean() < (plain - traj.clean).abs().mean()
+
+
+def test_injected_tensors_equal_the_recorded_source_tensors(tiny_model):
+    model = tiny_model
+    steps = 6
+    schedule = DDIMSchedule(model.scheduler_config, steps)
+    src_emb = model.encode_text("a red fox")
+    latent0 = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    traj = ddim_invert(model, schedule, latent0, src_emb)
+    # α < 1 with the linear schedule: step 0 runs at batch 3, later steps at batch 4 (all target rows injected).
+    p = PnPParams(prompt="a blue car", source_prompt="a red fox", feature_injection=0.5,
+                  attention_injection=0.34, negative_alpha=0.5, negative_schedule="linear", steps=steps)
+    n_feat, n_attn = injected_steps(p.feature_injection, steps), injected_steps(p.attention_injection, steps)
+    assert (n_feat, n_attn) == (3, 2)
+
+    plan = injection_plan(model.unet)
+    layer = next(lay for lay in decoder_layers(model.unet) if lay.index == plan.feature_layer)
+    consumer = model.unet.get_submodule(layer.attention_prefix)  # takes the resnet's output next
+    injected_names = [n.removesuffix(".processor") for n in model.unet.attn_processors
+                      if (lambda li: li.place == "up" and li.kind == "attn1"
+                          and (li.block, li.index) in plan.attention_layers)(parse_layer_name(n))]
+    assert injected_names
+    untouched = next(n.removesuffix(".processor") for n in model.unet.attn_processors
+                     if n.startswith("down_blocks.1") and ".attn1" in n)
+
+    # What the target rows receive: observers run after the injection; the pre-hook sees the
+    # feature after the resnet's (injected) output.
+    seen = AttentionRecorder(lambda li: li.kind == "attn1", what=("q", "k", "v"))
+    received = []
+    handle = consumer.register_forward_pre_hook(lambda mod, args: received.append(args[0].detach().clone()))
+    try:
+        _, info = pnp_denoise(model, schedule, traj, p, observers=[seen])
+    finally:
+        handle.remove()
+    assert info["unet_batches"] == {"batch 3": 1, "batch 4": steps - 1}
+    assert len(received) == steps
+
+    # The source branch alone, recorded in separate passes.
+    for i, t in enumerate(schedule.timesteps):
+        ref = AttentionRecorder(lambda li: li.kind == "attn1", what=("q", "k", "v"))
+        feats = []
+        with attention_hooks(model.unet, ref), forward_hook(plan.feature_module,
+                                                            lambda m, a, o: feats.append(o.clone())):
+            unet_forward(model, traj.at(i), t, src_emb)
+        feat = received[i]
+        if i < n_feat:
+            for row in range(1, feat.shape[0]):
+                torch.testing.assert_close(feat[row:row + 1], feats[0], atol=1e-5, rtol=1e-5)
+        else:
+            assert not torch.allclose(feat[1], feat[0], atol=1e-4)
+        for name in injected_names:
+            got, want = seen.records[name][i], ref.records[name][0]
+            # The layer right after the injected feature sees the source's hidden states while the
+            # feature is injected, so its q/k/v match the source's for that reason alone.
+            fed = name.startswith(layer.attention_prefix + ".") and i < n_feat
+            for key in ("q", "k"):
+                if i < n_attn:
+                    for row in range(1, got[key].shape[0]):
+                        torch.testing.assert_close(got[key][row:row + 1], want[key], atol=1e-5, rtol=1e-5)
+                elif not fed:
+                    assert not torch.allclose(got[key][1], got[key][0], atol=1e-4)
+            if not fed:  # values are never injected
+                assert not torch.allclose(got["v"][2], got["v"][0], atol=1e-4)
+        # layers outside the plan are left alone
+        got = seen.records[untouched][i]
+        assert not torch.allclose(got["q"][2], got["q"][0], atol=1e-4)
+
+
+def test_sd1_layout_picks_the_papers_layers():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(8, 8, 8, 8),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4)
+    plan = injection_plan(unet)
+    assert plan.feature_layer == 4 and plan.feature_name == "up_blocks.1.resnets.1"
+    assert plan.feature_module is unet.up_blocks[1].resnets[1]
+    hook = QKInjection(plan.attention_layers)
+    hook.active = True
+    chosen = sorted(n.removesuffix(".transformer_blocks.0.attn1.processor") for n in unet.attn_processors
+                    if hook.applies(AttnCall(parse_layer_name(n), None, None, None)))
+    assert chosen == ["up_blocks.1.attentions.1", "up_blocks.1.attentions.2"] + [
+        f"up_blocks.{b}.attentions.{a}" for b in (2, 3) for a in range(3)]
+
+
+def test_second_edit_reuses_the_inversion_and_reports_progress(engine_with_tiny, tiny_model):
+    img = _image()
+    events = []
+    first = engine_with_tiny.run(EditRequest("pnp", img, {"prompt": "a blue car", "steps": 5}),
+                                 events=events.append)
+    assert first.passes["unet"] == 5 + 5 and first.passes["unet_samples"] == 5 + 5 * 3
+    for stage in ("invert", "edit"):
+        steps = [e for e in events if e.stage == stage and e.step > 0]
+        assert len(steps) == 5 and all(e.preview is not None and e.preview.ndim == 3 for e in steps)
+
+    before = dict(counters(tiny_model))
+    events.clear()
+    second = engine_with_tiny.run(EditRequest("pnp", img, {"prompt": "a watercolor painting", "steps": 5,
+                                                           "feature_injection": 0.6}), events=events.append)
+    after = counters(tiny_model)
+    assert after["unet"] - before["unet"] == 5            # the edit's 5 batched calls, no inversion pass
+    assert after["unet_samples"] - before["unet_samples"] == 15
+    assert second.passes.get("vae_encode", 0) == 0
+    assert [e.message for e in events if e.stage == "invert" and e.step > 0] == ["reused"]
+    assert not np.array_equal(np.asarray(first.image), np.asarray(second.image))
+
+
+def test_mask_keeps_outside_pixels_and_source_latent(engine_with_tiny, tiny_model):
+    img = _image()
+    mask = np.zeros(img.shape[:2], np.float32)
+    mask[8:24, 10:30] = 1.0
+    res = engine_with_tiny.run(EditRequest("pnp", img, {"prompt": "a blue car", "steps": 4}, mask=mask))
+    out = np.asarray(res.image)
+    from core.images import feathered
+    outside = feathered(mask) == 0
+    assert np.array_equal(out[outside], img[outside])
+    assert not np.array_equal(out[mask > 0], img[mask > 0])
+
+    # The latent outside the mask follows the source trajectory to its clean end.
+    model = tiny_model
+    schedule = DDIMSchedule(model.scheduler_config, 4)
+    traj, _ = _sampled_trajectory(model, schedule, model.encode_text(""))
+    keep = torch.zeros(1, 1, 16, 16)
+    keep[..., 4:12, 4:12] = 1.0
+    latent, _ = pnp_denoise(model, schedule, traj, PnPParams(prompt="a blue car", steps=4), keep_mask=keep)
+    assert torch.equal(latent[..., keep[0, 0] == 0], traj.clean[..., keep[0, 0] == 0])
+    assert not torch.allclose(latent[..., keep[0, 0] == 1], traj.clean[..., keep[0, 0] == 1])
+
+
+def test_parameters_schedule_and_validation():
+    method = get_method("pnp")
+    assert method.label == "Restyle (PnP)" and method.stages == ("invert", "edit")
+    described = {d["name"]: d for d in PnPParams.describe()}
+    expected = {"prompt": "", "source_prompt": "", "feature_injection": 0.8, "attention_injection": 0.5,
+                "negative_alpha": 1.0, "negative_schedule": "constant", "guidance": 7.5, "steps": 50, "seed": 0}
+    assert {k: described[k]["default"] for k in expected} == expected
+    assert described["prompt"]["required"] and described["prompt"]["type"] == "text"
+    assert described["negative_schedule"]["choices"] == ["constant", "linear"]
+    assert described["feature_injection"]["flag"] == "--feature-injection"
+    assert (injected_steps(0.8, 50), injected_steps(0.5, 50), injected_steps(1.0, 7)) == (40, 25, 7)
+
+    p = PnPParams(prompt="x", source_prompt="y", negative_alpha=0.75, negative_schedule="linear", steps=5)
+    assert [negative_alpha_at(p, i, 5) for i in range(5)] == pytest.approx([1.0, 0.9375, 0.875, 0.8125, 0.75])
+    assert negative_alpha_at(p.replace(negative_schedule="constant"), 0, 5) == 0.75
+
+    with pytest.raises(InvalidInput):
+        PnPParams.from_dict({"source_prompt": "a cat"})  # the target prompt is required
+    with pytest.raises(InvalidInput, match="source_prompt"):
+        PnPParams.from_dict({"prompt": "a dog", "negative_alpha": 0.5})
+    with pytest.raises(InvalidInput):
+        PnPParams.from_dict({"prompt": "a dog", "feature_injection": 1.5})
+    with pytest.raises(InvalidInput):
+        PnPParams.from_dict({"prompt": "a dog", "negative_schedule": "exp"})

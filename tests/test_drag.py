@@ -18,7 +18,7 @@ from core.images import plan_working_size
 from core.methods.drag import DragParams, grid_to_input, points_to_grid
 from core.sampling import ddim_invert
 from core.schedule import DDIMSchedule
-from core.unet_calls import unet_forward
+from core.unet_calls import counters, unet_forward
 
 FAST = dict(lora_steps=4, drag_steps=4, steps=8)
 
@@ -191,14 +191,16 @@ def test_points_map_exactly_to_the_grid_and_back_on_a_non_square_image():
         points_to_grid(ctx, ((30.0, 60.0, 300.0, 10.0),))
 
 
-def test_bad_points_are_invalid_input(engine_with_tiny):
+def test_bad_points_are_invalid_input(engine_with_tiny, tiny_model):
     img = _image(40, 24)
+    passes = dict(counters(tiny_model))
     for points, message in (((), "required"), ([[5, 5, 5, 5]], "equals its target"),
                             ([[-1, 5, 9, 9]], "outside"), ([[5, 5, 40, 9]], "outside the 40x24"),
                             ([[5, 24, 9, 9]], "outside the 40x24")):
         with pytest.raises(InvalidInput, match=message) as err:
             engine_with_tiny.run(EditRequest("drag", img, dict(points=points, **FAST)))
         assert "\n" not in str(err.value)
+    assert dict(counters(tiny_model)) == passes  # rejected before any model pass
     with pytest.raises(InvalidInput, match="HX,HY,TX,TY"):
         DragParams.from_dict(dict(points=["1,2,3"]))
 

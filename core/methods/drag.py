@@ -1,0 +1,157 @@
+"""`drag`: DragDiffusion (Shi et al., CVPR 2024). Move handle points of the picture to target
+points: fit an identity-preserving LoRA to the image (cached), DDIM-invert it part of the way,
+optimise that latent with motion supervision and point tracking, then denoise it next to the
+original latent whose self-attention keys and values it borrows."""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..cache import content_key
+from ..drag_lora import LatentCrops, get_lora_state, lora_adapter, set_lora_state, train_identity_lora
+from ..drag_motion import denoise_with_reference, drag_latent
+from ..engine import EditContext, MethodOutput
+from ..errors import InvalidInput
+from ..params import MethodParams, param
+from ..previews import latent_preview
+from ..registry import Method, register
+from ..sampling import invert_cached
+from ..schedule import DDIMSchedule
+from ..unet_calls import vae_decode
+
+
+@dataclass(frozen=True, kw_only=True)
+class DragParams(MethodParams):
+    points: tuple = param((), "Handle and target pairs (handle x, y, target x, y) in image pixels: each "
+                              "handle is moved to its target.", kind="points", required=True)
+    prompt: str = param("", "What the image shows (optional): the LoRA, the inversion and the denoising "
+                            "all use it.", kind="text")
+    lora_steps: int = param(80, "Identity LoRA training steps (0 = no LoRA). Trained once per image, "
+                                "prompt and LoRA settings, then reused.", min=0, max=2000, advanced=True)
+    lora_rank: int = param(16, "Rank of the identity LoRA.", min=1, max=256, advanced=True)
+    lora_lr: float = param(5e-4, "Learning rate of the identity LoRA (AdamW).", min=1e-7, max=1e-1,
+                           advanced=True)
+    drag_steps: int = param(80, "Most latent optimisation steps; stops earlier when every handle has "
+                                "reached its target.", min=0, max=1000)
+    inversion_strength: float = param(0.7, "How far the image is inverted before dragging (0.7: step 35 "
+                                           "of 50). Higher moves more and keeps less.", min=0.02, max=1.0,
+                                      advanced=True)
+    latent_lr: float = param(0.01, "Learning rate of the latent optimisation (Adam).", min=1e-5, max=1.0,
+                             advanced=True)
+    lam: float = param(0.1, "Weight of keeping the latent outside the mask unchanged (only with a mask).",
+                       min=0.0, max=100.0, advanced=True)
+    r_m: int = param(1, "Motion-supervision patch radius, in feature-grid units.", min=0, max=16, advanced=True)
+    r_p: int = param(3, "Point-tracking search radius, in feature-grid units.", min=1, max=32, advanced=True)
+    steps: int = param(50, "DDIM steps of the whole schedule (inversion and denoising run part of it).",
+                       min=2, max=1000)
+
+    def check(self) -> None:
+        if not self.points:
+            raise InvalidInput("Add at least one handle/target point pair to drag.")
+        for n, (hx, hy, tx, ty) in enumerate(self.points, 1):
+            if (hx, hy) == (tx, ty):
+                raise InvalidInput(f"Point pair {n}: the handle ({hx:g}, {hy:g}) equals its target; "
+                                   "move the target somewhere else.")
+            if min(hx, hy, tx, ty) < 0:
+                raise InvalidInput(f"Point pair {n} ({hx:g}, {hy:g} -> {tx:g}, {ty:g}) lies outside the "
+                                   "image: coordinates must not be negative.")
+
+
+# ---- points ------------------------------------------------------------------------------------
+
+def feature_grid_size(ctx: EditContext) -> tuple[int, int]:
+    """The motion-supervision grid: the working canvas at half resolution (h, w)."""
+    return ctx.place.work_h // 2, ctx.place.work_w // 2
+
+
+def points_to_grid(ctx: EditContext, points) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input-image pixel pairs -> (handles, targets) [N,2] on the feature grid, after checking that
+    every point lies on the image."""
+    w, h = ctx.source.size
+    fh, fw = feature_grid_size(ctx)
+    sx, sy = fw / ctx.place.work_w, fh / ctx.place.work_h
+    handles, targets = [], []
+    for n, (hx, hy, tx, ty) in enumerate(points, 1):
+        for kind, x, y in (("handle", hx, hy), ("target", tx, ty)):
+            if not (0 <= x < w and 0 <= y < h) or not (math.isfinite(x) and math.isfinite(y)):
+                raise InvalidInput(f"Point pair {n}: the {kind} ({x:g}, {y:g}) lies outside the {w}x{h} "
+                                   "image; place points on the picture.")
+        wx, wy = ctx.to_work_xy(hx, hy)
+        handles.append((wx * sx, wy * sy))
+        wx, wy = ctx.to_work_xy(tx, ty)
+        targets.append((wx * sx, wy * sy))
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=ctx.device)  # noqa: E731
+    return as_tensor(handles), as_tensor(targets)
+
+
+def grid_to_input(ctx: EditContext, pts: torch.Tensor) -> list[list[float]]:
+    fh, fw = feature_grid_size(ctx)
+    sx, sy = ctx.place.work_w / fw, ctx.place.work_h / fh
+    return [[float(v) for v in ctx.to_input_xy(x * sx, y * sy)] for x, y in pts.tolist()]
+
+
+# ---- the identity LoRA, cached -------------------------------------------------------------------
+
+def lora_key(ctx: EditContext, p: DragParams) -> str:
+    return content_key("drag-lora", ctx.model.model_id, str(ctx.device), str(ctx.model.dtype), ctx.image_key,
+                       p.prompt, p.lora_steps, p.lora_rank, p.lora_lr, p.seed)
+
+
+def prepare_lora(ctx: EditContext, p: DragParams, params: list, cond: torch.Tensor, key: str) -> str:
+    """Load the cached adapter weights for this image, or train and cache them. -> "reused" / "trained"."""
+    cache = ctx.cache("drag_lora", 4)
+    state = cache.get(key)
+    if state is not None:
+        set_lora_state(ctx.model.unet, state)
+        ctx.reporter.stage("lora", 1)
+        ctx.reporter.step(1, 1, latent_preview(ctx.model, ctx.encode_source()), message="reused")
+        return "reused"
+    crops = LatentCrops.from_image(ctx.model, ctx.image, ctx.encode_source())
+    train_identity_lora(ctx.model, params, crops, cond, p.lora_steps, p.lora_lr, ctx.generator(p.seed),
+                        ctx.reporter)
+    cache.put(key, get_lora_state(ctx.model.unet))  # only once fully trained: cancel leaves nothing
+    return "trained"
+
+
+# ---- the method --------------------------------------------------------------------------------
+
+def run(ctx: EditContext, p: DragParams) -> MethodOutput:
+    handles, targets = points_to_grid(ctx, p.points)
+    model = ctx.model
+    schedule = DDIMSchedule(model.scheduler_config, p.steps)
+    start = schedule.index_for_strength(p.inversion_strength)
+    cond = model.encode_text(p.prompt)
+    mask = ctx.latent_mask()
+    with contextlib.ExitStack() as stack:
+        if p.lora_steps > 0:
+            key = lora_key(ctx, p)
+            params = stack.enter_context(lora_adapter(model.unet, p.lora_rank))
+            lora = prepare_lora(ctx, p, params, cond, key)
+        else:
+            key, lora = None, "off"
+            ctx.reporter.stage("lora", 1)
+            ctx.reporter.step(1, 1, message="off")
+        # The inversion runs through the adapted UNet, so the LoRA's identity is part of its key.
+        traj = invert_cached(ctx, schedule, p.prompt, stop_index=start, refiner_key=key)
+        original = traj.at(start)
+        with torch.no_grad():
+            outcome = drag_latent(model, schedule, start, original, cond, handles, targets,
+                                  feature_grid_size(ctx), max_steps=p.drag_steps, lr=p.latent_lr,
+                                  r_m=p.r_m, r_p=p.r_p, lam=p.lam, mask=mask, reporter=ctx.reporter)
+            latent = denoise_with_reference(model, schedule, start, outcome.latent, original, cond,
+                                            ctx.reporter)
+    with torch.no_grad():
+        image = vae_decode(model, latent)
+    info = dict(handles=grid_to_input(ctx, outcome.handles), reached=outcome.reached,
+                drag_steps=outcome.steps, lora=lora)
+    return MethodOutput(image, info)
+
+
+METHOD = register(Method(
+    name="drag", label="Drag", params=DragParams, run=run,
+    stages=("lora", "invert", "drag", "denoise"), uses_points=True,
+    description="Drag points of the picture to new places (DragDiffusion): paint a mask to keep the "
+                "rest still. The first drag of an image trains a small LoRA; later drags reuse it."))

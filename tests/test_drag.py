@@ -1,0 +1,262 @@
+"""Drag editing (DragDiffusion) on the tiny in-process model: motion supervision, point tracking,
+the mask term, the identity LoRA and its cache, reference attention, and the method end to end."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from core.attention import AttnCall, attention_layers, parse_layer_name
+from core.drag_lora import (ADAPTER, TARGET_MODULES, LatentCrops, identity_loss, lora_adapter, lora_layers,
+                            train_identity_lora)
+from core.drag_motion import (ReferenceAttention, drag_latent, motion_loss, reference_blocks, sample_points,
+                              track_points)
+from core.engine import EditRequest
+from core.errors import Cancelled, InvalidInput
+from core.events import CancelToken
+from core.images import plan_working_size
+from core.methods.drag import DragParams, grid_to_input, points_to_grid
+from core.sampling import ddim_invert
+from core.schedule import DDIMSchedule
+from core.unet_calls import counters, unet_forward
+
+FAST = dict(lora_steps=4, drag_steps=4, steps=8)
+
+
+def _image(w=32, h=32, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, np.full_like(xx, 128)], -1)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def inverted(tiny_model):
+    """The tiny model's latent of a test image, inverted to strength 0.7 of 10 steps."""
+    torch.manual_seed(0)
+    img = torch.from_numpy(_image()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        lat = tiny_model.encode_image(img)
+    cond = tiny_model.encode_text("")
+    schedule = DDIMSchedule(tiny_model.scheduler_config, 10)
+    start = schedule.index_for_strength(0.7)
+    traj = ddim_invert(tiny_model, schedule, lat, cond, None, start)
+    return SimpleNamespace(image=img, latent=lat, cond=cond, schedule=schedule, start=start, z=traj.at(start))
+
+
+def _unet_probe(model):
+    torch.manual_seed(123)
+    x = torch.randn(1, 4, 16, 16)
+    with torch.no_grad():
+        return unet_forward(model, x, 500, model.encode_text("a probe"))
+
+
+# ---- motion supervision -----------------------------------------------------------------------
+
+def test_motion_supervision_loss_falls(tiny_model, inverted):
+    h, t = torch.tensor([[4.0, 8.0]]), torch.tensor([[12.0, 8.0]])
+    out = drag_latent(tiny_model, inverted.schedule, inverted.start, inverted.z, inverted.cond, h, t, (16, 16),
+                      max_steps=12, lr=0.01, r_m=1, r_p=3, track=False)
+    assert out.steps == 12 and len(out.losses) == 12
+    assert np.mean(out.losses[-3:]) < 0.85 * np.mean(out.losses[:3])
+    assert not torch.equal(out.latent, inverted.z)
+
+
+def test_motion_loss_is_zero_for_arrived_handles_and_needs_gradient_only_through_the_shifted_patch():
+    feat = torch.randn(1, 5, 10, 10, requires_grad=True)
+    h = torch.tensor([[3.0, 3.0]])
+    assert motion_loss(feat, h, torch.tensor([[4.0, 3.0]]), r_m=1).item() == 0.0  # within the stop radius
+    loss = motion_loss(feat, h, torch.tensor([[8.0, 3.0]]), r_m=1)
+    loss.backward()
+    g = feat.grad[0].abs().sum(0)
+    assert g[3, 4] > 0 and g[3, 1] == 0  # pulls the patch one step ahead (x 3..5), not behind it
+
+
+def test_mask_term_keeps_latent_outside_the_mask(tiny_model, inverted):
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8] = 1  # left half editable; handle and target inside it
+    h, t = torch.tensor([[2.0, 8.0]]), torch.tensor([[6.0, 8.0]])
+    out = drag_latent(tiny_model, inverted.schedule, inverted.start, inverted.z, inverted.cond, h, t, (16, 16),
+                      max_steps=12, lr=0.01, r_m=1, r_p=3, lam=0.1, mask=mask, track=False)
+    change = (out.latent - inverted.z).abs()[0].mean(0)
+    inside, outside = change[:, :8].mean(), change[:, 8:].mean()
+    assert outside < 0.3 * inside
+
+
+# ---- point tracking ------------------------------------------------------------------------------
+
+def test_tracking_finds_the_moved_feature():
+    torch.manual_seed(0)
+    f0 = torch.randn(1, 8, 20, 24)
+    handles = torch.tensor([[5.0, 6.0], [15.0, 12.0]])
+    ref = sample_points(f0, handles)
+    # The content moves by (+2, +1): right and down, toward targets that lie that way.
+    f1 = torch.roll(f0, shifts=(1, 2), dims=(2, 3))
+    targets = torch.tensor([[12.0, 9.0], [22.0, 14.0]])
+    tracked = track_points(f1, ref, handles, r_p=3)
+    assert tracked.tolist() == [[7.0, 7.0], [17.0, 13.0]]
+    assert ((targets - tracked).norm(dim=1) < (targets - handles).norm(dim=1)).all()
+
+
+def test_tracking_window_is_limited_and_stays_on_the_grid():
+    f0 = torch.zeros(1, 1, 10, 10)
+    f0[0, 0, 0, 0] = 1.0  # the only distinctive feature sits in the corner
+    ref = torch.tensor([[1.0]])
+    # From (1, 1) the corner is inside the r_p=2 window (clipped at the border): found.
+    assert track_points(f0, ref, torch.tensor([[1.0, 1.0]]), r_p=2).tolist() == [[0.0, 0.0]]
+    # From (8, 8) it is out of reach: the handle stays inside its window.
+    far = track_points(f0, ref, torch.tensor([[8.0, 8.0]]), r_p=2)[0]
+    assert (far >= 6).all() and (far <= 9).all()
+
+
+def test_bilinear_sampling_matches_grid_values():
+    f = torch.arange(2 * 4 * 5, dtype=torch.float32).view(1, 2, 4, 5)
+    v = sample_points(f, torch.tensor([[2.0, 1.0], [2.5, 1.0]]))
+    assert torch.allclose(v[0], f[0, :, 1, 2])
+    assert torch.allclose(v[1], (f[0, :, 1, 2] + f[0, :, 1, 3]) / 2)
+
+
+# ---- identity LoRA ---------------------------------------------------------------------------
+
+def test_lora_only_on_attention_projections_lowers_loss_and_is_removed(tiny_model, inverted):
+    unet = tiny_model.unet
+    before = _unet_probe(tiny_model)
+    n_base = sum(1 for _ in unet.parameters())
+    with lora_adapter(unet, 4) as params:
+        layers = lora_layers(unet)
+        projections = [n for n, m in unet.named_modules()
+                       if any(n.endswith("." + t) for t in TARGET_MODULES) and ".attn" in n and "lora" not in n
+                       and "base_layer" not in n]
+        assert sorted(layers) == sorted(projections) and len(layers) == 4 * len(attention_layers(unet))
+        lora_names = [n for n, _ in unet.named_parameters() if f".{ADAPTER}." in n]
+        assert len(lora_names) == len(params) == 2 * len(layers)
+        assert all(p.dtype == torch.float32 and not p.requires_grad for p in params)
+        assert not any(p.requires_grad for p in unet.parameters())
+        assert torch.equal(_unet_probe(tiny_model), before)  # zero-initialised: no change yet
+
+        alphas = inverted.schedule.alphas_cumprod.float()
+        crops = LatentCrops.from_image(tiny_model, inverted.image, inverted.latent)
+        g = torch.Generator().manual_seed(7)
+        x0 = crops.sample(4, g)
+        assert x0.shape == (4, 4, 16, 16) and torch.equal(x0[0], inverted.latent[0])
+        t = torch.tensor([50, 250, 500, 800])
+        noise = torch.randn(x0.shape, generator=g)
+        cond = inverted.cond.expand(4, -1, -1)
+
+        def loss():
+            with torch.no_grad():
+                return identity_loss(tiny_model, alphas, x0, cond, t, noise)[0].item()
+
+        start = loss()
+        losses = train_identity_lora(tiny_model, params, crops, inverted.cond, 12, 3e-3,
+                                     torch.Generator().manual_seed(0))
+        assert len(losses) == 12
+        assert loss() < 0.97 * start
+        assert all(p.grad is None and not p.requires_grad for p in params)
+        changed = [n for n, p in unet.named_parameters() if p.requires_grad]
+        assert changed == []
+    assert lora_layers(unet) == {} and sum(1 for _ in unet.parameters()) == n_base
+    assert type(unet.up_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q) is torch.nn.Linear
+    assert torch.equal(_unet_probe(tiny_model), before)
+
+
+# ---- reference attention -------------------------------------------------------------------------
+
+def test_reference_attention_uses_the_originals_keys_in_the_highest_resolution_decoder(tiny_model):
+    hook = ReferenceAttention(reference_blocks(tiny_model.unet), reference=1)
+    chosen = {(layer.block, layer.kind) for layer in attention_layers(tiny_model.unet)
+              if hook.applies(SimpleNamespace(layer=layer))}
+    assert chosen == {(1, "attn1"), (2, "attn1")}  # tiny UNet: 3 up blocks, attention in the last two
+    call = AttnCall(parse_layer_name("up_blocks.2.attentions.0.transformer_blocks.0.attn1.processor"),
+                    None, torch.zeros(2, 4, 8), None)
+    q, k, v = (torch.randn(2, 2, 4, 3) for _ in range(3))
+    q2, k2, v2 = hook.qkv(call, q, k, v)
+    assert torch.equal(q2, q)
+    assert torch.equal(k2[0], k[1]) and torch.equal(k2[1], k[1])
+    assert torch.equal(v2[0], v[1]) and torch.equal(v2[1], v[1])
+
+
+# ---- points ----------------------------------------------------------------------------------
+
+def test_points_map_exactly_to_the_grid_and_back_on_a_non_square_image():
+    place = plan_working_size(300, 120, 512, 64)
+    ctx = SimpleNamespace(source=SimpleNamespace(size=(300, 120)), place=place, device=torch.device("cpu"),
+                          to_work_xy=place.to_work, to_input_xy=place.to_input)
+    h, t = points_to_grid(ctx, ((30.0, 60.0, 270.0, 100.0),))
+    s = 512 / 300 / 2  # working pixels per input pixel, halved for the feature grid
+    assert torch.allclose(h, torch.tensor([[30 * s, 60 * place.inner_h / 120 / 2]]))
+    back = grid_to_input(ctx, torch.cat([h, t]))
+    assert np.allclose(back, [[30, 60], [270, 100]], atol=1e-3)
+    with pytest.raises(InvalidInput, match="outside the 300x120 image"):
+        points_to_grid(ctx, ((30.0, 60.0, 300.0, 10.0),))
+
+
+def test_bad_points_are_invalid_input(engine_with_tiny, tiny_model):
+    img = _image(40, 24)
+    passes = dict(counters(tiny_model))
+    for points, message in (((), "required"), ([[5, 5, 5, 5]], "equals its target"),
+                            ([[-1, 5, 9, 9]], "outside"), ([[5, 5, 40, 9]], "outside the 40x24"),
+                            ([[5, 24, 9, 9]], "outside the 40x24")):
+        with pytest.raises(InvalidInput, match=message) as err:
+            engine_with_tiny.run(EditRequest("drag", img, dict(points=points, **FAST)))
+        assert "\n" not in str(err.value)
+    assert dict(counters(tiny_model)) == passes  # rejected before any model pass
+    with pytest.raises(InvalidInput, match="HX,HY,TX,TY"):
+        DragParams.from_dict(dict(points=["1,2,3"]))
+
+
+# ---- end to end ------------------------------------------------------------------------------
+
+def test_drag_end_to_end_non_square_reuses_lora_and_leaves_unet_clean(engine_with_tiny, tiny_model):
+    before = _unet_probe(tiny_model)
+    img = _image(48, 32)
+    events = []
+    params = dict(points=[[10, 12, 26, 14], [40, 25, 36, 20]], prompt="a test", **FAST)
+    first = engine_with_tiny.run(EditRequest("drag", img, params), events=events.append)
+    assert first.image.size == (48, 32)
+    assert first.info["lora"] == "trained"
+    handles = first.info["handles"]
+    assert len(handles) == 2 and all(0 <= x < 48 and 0 <= y < 32 for x, y in handles)
+    assert first.passes["unet_grad"] == FAST["lora_steps"] + first.info["drag_steps"]
+    stages = [e.stage for e in events if e.step == 0]
+    assert stages == ["load", "lora", "invert", "drag", "denoise"]
+    for stage in ("lora", "invert", "drag", "denoise"):
+        steps = [e for e in events if e.stage == stage and e.step > 0]
+        assert steps and all(e.preview is not None for e in steps), stage
+    assert torch.equal(_unet_probe(tiny_model), before)
+
+    second = engine_with_tiny.run(EditRequest("drag", img, params))
+    assert second.info["lora"] == "reused"
+    assert second.passes["unet_grad"] == second.info["drag_steps"]  # no LoRA training pass
+    inversion_passes = 8 - DDIMSchedule(tiny_model.scheduler_config, 8).index_for_strength(0.7)
+    assert second.passes["unet"] == first.passes["unet"] - FAST["lora_steps"] - inversion_passes
+    assert second.info["handles"] == handles
+    assert np.array_equal(np.asarray(second.image), np.asarray(first.image))
+    assert torch.equal(_unet_probe(tiny_model), before)
+
+
+def test_cancel_during_drag_leaves_no_lora(engine_with_tiny, tiny_model):
+    before = _unet_probe(tiny_model)
+    token = CancelToken()
+
+    def sink(e):
+        if e.stage == "drag" and e.step == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        engine_with_tiny.run(EditRequest("drag", _image(), dict(points=[[8, 8, 24, 8]], **FAST)),
+                             events=sink, cancel=token)
+    assert lora_layers(tiny_model.unet) == {}
+    assert torch.equal(_unet_probe(tiny_model), before)
+    # The LoRA finished training before the cancel, so it was cached; the next run reuses it.
+    again = engine_with_tiny.run(EditRequest("drag", _image(), dict(points=[[8, 8, 24, 8]], **FAST)))
+    assert again.info["lora"] == "reused"
+
+
+def test_mask_keeps_outside_pixels(engine_with_tiny):
+    img = _image()
+    mask = np.zeros((32, 32), np.float32)
+    mask[:, :16] = 1
+    res = engine_with_tiny.run(EditRequest("drag", img, dict(points=[[4, 16, 12, 16]], **FAST), mask=mask))
+    out = np.asarray(res.image)
+    assert np.array_equal(out[:, 24:], img[:, 24:])  # beyond the feather: the input's own pixels

@@ -1,0 +1,154 @@
+"""The Edit dock: choose a method, fill its generated form, Run / Cancel, watch progress."""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
+                               QStackedWidget, QVBoxLayout, QWidget)
+
+from core.registry import Method, all_methods
+
+from .param_form import ParamForm
+
+# The order artists meet the methods in; methods not listed follow in registry order.
+PREFERRED_ORDER = ("drag", "pnp", "pix2pix-zero", "style-diffusion", "diffuseit")
+
+STAGE_NAMES = {
+    "load": "Loading model", "lora": "Training LoRA", "invert": "Inverting", "drag": "Dragging",
+    "denoise": "Denoising", "edit": "Editing", "train": "Training", "reference": "Reference pass",
+    "resample": "Resampling", "guide": "Guiding", "regenerate": "Regenerating", "features": "Reading features",
+    "decode": "Decoding",
+}
+
+
+def stage_label(stage: str, step: int, total: int) -> str:
+    name = STAGE_NAMES.get(stage, stage.replace("_", " ").capitalize())
+    return f"{name} {step}/{total}" if total > 1 else name
+
+
+def ordered_methods() -> list[Method]:
+    methods = all_methods()
+    rank = {name: i for i, name in enumerate(PREFERRED_ORDER)}
+    return sorted(methods, key=lambda m: rank.get(m.name, len(rank)))
+
+
+class EditPanel(QWidget):
+    run_requested = Signal(str, dict)   # method name, form values
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.methods = ordered_methods()
+        lay = QVBoxLayout(self)
+        self.method_combo = QComboBox()
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.description.setObjectName("methodDescription")
+        self.forms: dict[str, ParamForm] = {}
+        self.stack = QStackedWidget()
+        for m in self.methods:
+            self.method_combo.addItem(m.label, m.name)
+            form = ParamForm(m.params)
+            self.forms[m.name] = form
+            self.stack.addWidget(form)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.stack)
+        lay.addWidget(self.method_combo)
+        lay.addWidget(self.description)
+        lay.addWidget(scroll, 1)
+
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Run the edit (Ctrl+Enter)")
+        self.run_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running edit (Esc)")
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        lay.addLayout(buttons)
+        self.stage_label = QLabel("Ready")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.elapsed_label = QLabel("")
+        self.queue_label = QLabel("")
+        status = QHBoxLayout()
+        status.addWidget(self.stage_label, 1)
+        status.addWidget(self.elapsed_label)
+        lay.addLayout(status)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.queue_label)
+
+        self.method_combo.currentIndexChanged.connect(self._on_method)
+        self.run_button.clicked.connect(self._run)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        for seq, slot in (("Ctrl+Return", self._run), ("Ctrl+Enter", self._run), ("Esc", self._cancel_if_busy)):
+            QShortcut(QKeySequence(seq), self, activated=slot).setContext(Qt.ShortcutContext.WindowShortcut)
+        self._busy = False
+        self._started = 0.0
+        self._timer = QTimer(self)
+        self._timer.setInterval(250)
+        self._timer.timeout.connect(self._tick)
+        self._on_method(0)
+
+    # ---- method & form -------------------------------------------------------------------------
+    @property
+    def method(self) -> Method:
+        return self.methods[self.method_combo.currentIndex()]
+
+    @property
+    def form(self) -> ParamForm:
+        return self.forms[self.method.name]
+
+    def select_method(self, name: str) -> None:
+        idx = self.method_combo.findData(name)
+        if idx < 0:
+            raise KeyError(name)
+        self.method_combo.setCurrentIndex(idx)
+
+    def _on_method(self, index: int) -> None:
+        m = self.methods[index]
+        self.stack.setCurrentWidget(self.forms[m.name])
+        needs = f"  Needs: {', '.join(m.needs)}." if m.needs else ""
+        self.description.setText(m.description + needs)
+
+    def _run(self) -> None:
+        if self.run_button.isEnabled():
+            self.run_requested.emit(self.method.name, self.form.values())
+
+    def _cancel_if_busy(self) -> None:
+        if self._busy:
+            self.cancel_requested.emit()
+
+    # ---- progress ------------------------------------------------------------------------------
+    def set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.cancel_button.setEnabled(busy)
+        if busy:
+            self._started = time.monotonic()
+            self._timer.start()
+            self.progress.setRange(0, 0)
+            self.stage_label.setText("Starting…")
+        else:
+            self._timer.stop()
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
+    def show_progress(self, ev) -> None:
+        self.stage_label.setText(stage_label(ev.stage, ev.step, ev.total))
+        self.progress.setRange(0, max(1, ev.total))
+        self.progress.setValue(ev.step)
+
+    def show_done(self, text: str) -> None:
+        self.stage_label.setText(text)
+        self._tick()
+
+    def show_queue(self, n: int) -> None:
+        self.queue_label.setText(f"{n} edit{'s' if n != 1 else ''} queued" if n else "")
+
+    def _tick(self) -> None:
+        if self._started:
+            self.elapsed_label.setText(f"{time.monotonic() - self._started:.1f} s")

@@ -7,28 +7,17 @@ from pathlib import Path
 import torch
 
 from core.models import DiffusionModel, _finish
+from tools.build_tokenizer_files import bytes_to_unicode
 
 SCHEDULER = {"_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
              "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "clip_sample": False,
              "set_alpha_to_one": False, "steps_offset": 1, "prediction_type": "epsilon"}
 
 
-def _bytes_to_unicode() -> dict:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def write_char_tokenizer(folder: Path) -> Path:
     """A CLIP BPE tokenizer without merges (one token per character): tiny, real code path."""
     folder.mkdir(parents=True, exist_ok=True)
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")

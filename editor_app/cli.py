@@ -126,11 +126,13 @@ def run_edit(argv: list[str]) -> int:
     result = default_engine().run(request, ProgressPrinter(args.quiet, preview_dir))
     save_atomic(result.image, out)
     if args.json:
-        print(json.dumps(dict(method=method.name, model=result.model_id, input=str(src), output=str(out),
-                              width=result.width, height=result.height, seed=params.seed,
-                              seconds=round(result.seconds, 3),
-                              stages={k: round(v, 3) for k, v in result.stages.items()},
-                              params=result.params, passes=result.passes, **result.info)))
+        summary = dict(method=method.name, model=result.model_id, input=str(src), output=str(out),
+                       width=result.width, height=result.height, seed=params.seed,
+                       seconds=round(result.seconds, 3),
+                       stages={k: round(v, 3) for k, v in result.stages.items()},
+                       params=result.params, passes=result.passes)
+        # Method results (drag's "handles", …) sit beside the fixed fields, never over them.
+        print(json.dumps({**result.info, **summary}, default=str))
     return EXIT_OK
 
 

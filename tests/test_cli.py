@@ -116,3 +116,21 @@ def test_entry_point_runs_as_a_program():
     proc = subprocess.run([sys.executable, "-m", "editor_app.cli", "reconstruct"], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 2 and "malleable-edit:" in proc.stderr
+
+
+def test_drag_points_from_flags_and_handles_in_json(model_dir, photo, tmp_path, capsys):
+    out = tmp_path / "drag.png"
+    code, stdout, err = _run(["drag", photo, "-o", out, "--model", model_dir, "--point", "20,15,30,15",
+                              "--point", "40,10,40,20", "--steps", 4, "--lora-steps", 2, "--drag-steps", 2,
+                              "--json", "--quiet"], capsys)
+    assert code == 0, err
+    info = json.loads(stdout)
+    assert len(info["handles"]) == 2 and info["params"]["points"][0] == [20.0, 15.0, 30.0, 15.0]
+    assert Image.open(out).size == (50, 30)
+
+
+@pytest.mark.parametrize("point", ["20,15,20,15", "80,15,30,15", "1,2,3"])
+def test_bad_drag_points_exit_2(point, model_dir, photo, tmp_path, capsys):
+    out = tmp_path / "drag.png"
+    code, _, err = _run(["drag", photo, "-o", out, "--model", model_dir, "--point", point, "--quiet"], capsys)
+    assert code == 2 and err.startswith("malleable-edit: ") and not out.exists()

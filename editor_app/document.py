@@ -68,7 +68,7 @@ class Document(QObject):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.undo_stack = QUndoStack(self)
-        self.undo_stack.cleanChanged.connect(lambda _clean: self.file_changed.emit())
+        self.undo_stack.cleanChanged.connect(self.file_changed)
         self._width = self._height = 0
         self._layers: list[Layer] = []
         self._active_id = -1
@@ -179,6 +179,12 @@ class Document(QObject):
     def edit_mask_array(self) -> np.ndarray:
         """HxW uint8, 255 where an edit may change the picture."""
         return self._edit_mask.copy()
+
+    def edit_mask_view(self) -> np.ndarray:
+        """The live edit mask without a copy, read-only: for drawing it on every stroke dab."""
+        view = self._edit_mask.view()
+        view.flags.writeable = False
+        return view
 
     def point_pairs(self) -> list[tuple[float, float, float, float]]:
         """(handle_x, handle_y, target_x, target_y) in image pixels, in the order they were made."""

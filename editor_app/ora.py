@@ -239,7 +239,9 @@ def _read(zf: zipfile.ZipFile, name: str) -> ProjectData:
         raise OraError("The project is damaged: stack.xml has no layer stack.")
 
     meta = _read_meta(zf)
-    meta_by_src = {m.get("src"): m for m in meta.get("layers", []) if isinstance(m, dict)}
+    meta_layers = meta.get("layers")
+    meta_by_src = {m["src"]: m for m in (meta_layers if isinstance(meta_layers, list) else [])
+                   if isinstance(m, dict) and isinstance(m.get("src"), str)}
 
     layers: list[LayerData] = []
     for el, opacity, visible in _walk_stack(stack):
@@ -263,11 +265,13 @@ def _read(zf: zipfile.ZipFile, name: str) -> ProjectData:
 
     edit_mask = None
     if isinstance(meta.get("edit_mask"), str) and meta["edit_mask"] in zf.namelist():
+        # Present but unreadable is damage, and is reported as such.
         edit_mask = _png(zf, meta["edit_mask"], "the edit mask", (w, h), grey=True)
     points = []
-    for p in meta.get("points", []):
+    raw_points = meta.get("points")
+    for p in raw_points if isinstance(raw_points, list) else []:
         if (isinstance(p, (list, tuple)) and len(p) == 4
-                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in p)):
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)):
             points.append(tuple(float(v) for v in p))
     active = meta.get("active_layer")
     active = active if isinstance(active, int) and 0 <= active < len(layers) else None

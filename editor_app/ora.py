@@ -136,7 +136,7 @@ def write_ora(path, project: ProjectData) -> None:
             zf.writestr("mergedimage.png", encode_png(merged), compress_type=zipfile.ZIP_STORED)
             zf.writestr("Thumbnails/thumbnail.png", _thumbnail_png(merged), compress_type=zipfile.ZIP_STORED)
             zf.writestr("malleable/edit_mask.png", encode_png(edit_mask), compress_type=zipfile.ZIP_STORED)
-            zf.writestr(META_ENTRY, json.dumps(meta_doc, indent=1))
+            zf.writestr(META_ENTRY, json.dumps(meta_doc, indent=1, default=_json_default))
 
     try:
         atomic_write(path, write)
@@ -301,3 +301,12 @@ def _place(rgba: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
     if cw > 0 and ch > 0:
         out[ty0:ty0 + ch, tx0:tx0 + cw] = rgba[sy0:sy0 + ch, sx0:sx0 + cw]
     return out
+
+
+def _json_default(value):
+    """Edit parameters may hold numpy scalars or arrays, paths, enums: store them as plain values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), (str, int, float)):
+        return value.value
+    return str(value)

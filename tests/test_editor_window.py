@@ -177,6 +177,16 @@ def test_zoom_and_pan_controls(window, tmp_path):
     now = canvas.map_from_image(spot)
     assert abs(now.x() - 150) <= 1 and abs(now.y() - 170) <= 1
     assert not window.document.edit_mask_array().any()
+    # so does a left drag while Space is held, with the brush tool active
+    from PySide6.QtTest import QTest
+    canvas.setFocus()
+    spot = canvas.map_to_image(QPointF(150, 170))
+    QTest.keyPress(canvas.viewport(), Qt.Key.Key_Space)
+    drag_image(canvas, [(spot.x(), spot.y()), (spot.x() + 5, spot.y() + 5)])
+    QTest.keyRelease(canvas.viewport(), Qt.Key.Key_Space)
+    now = canvas.map_from_image(spot)
+    assert abs(now.x() - 170) <= 1 and abs(now.y() - 190) <= 1
+    assert not window.document.edit_mask_array().any()
     # [ and ] change the brush size
     size = canvas.brush_size
     window.actions_by_key["brush_bigger"].trigger()
@@ -295,11 +305,30 @@ def test_window_structure(window):
     assert shortcuts == {"open": "Ctrl+O", "save": "Ctrl+S", "save_as": "Ctrl+Shift+S", "export": "Ctrl+E",
                          "tool_brush": "B", "tool_eraser": "E", "tool_points": "P", "tool_hand": "H",
                          "fit": "Ctrl+0", "undo": "Ctrl+Z", "redo": "Ctrl+Shift+Z"}
-    replacement = QImage  # any QWidget will do; use a fresh one
     from PySide6.QtWidgets import QLabel
     label = QLabel("panel")
     window.set_edit_panel(label)
     assert window.edit_dock.widget() is label and window.edit_panel is label
+
+
+def test_window_state_and_recent_files_are_remembered(qtbot, tmp_path):
+    settings = AppSettings.in_memory()
+    first = MainWindow(settings, probe_device=False)
+    qtbot.addWidget(first)
+    first.resize(700, 500)  # inside the offscreen screen (800x600), or restoreGeometry clamps it
+    first.show()
+    first.open_path(write_png(tmp_path / "a.png", sample_rgba()))
+    first.layers_dock.close()
+    first.canvas.set_brush(size=77)
+    assert first.close()
+    second = MainWindow(settings, probe_device=False)
+    qtbot.addWidget(second)
+    second.restore_window_state()
+    second.show()
+    assert second.size().width() == 700 and not second.layers_dock.isVisible()
+    assert second.canvas.brush_size == 77
+    recent = [a.text() for a in second.recent_menu.actions()]
+    assert recent[0].endswith("a.png") and "Clear List" in recent
 
 
 def test_screenshot_command_writes_png(tmp_path):

@@ -1,0 +1,428 @@
+"""The document: layers, per-layer masks, the edit mask, handle/target point pairs and their history.
+
+Widgets observe it through signals and change it only through its methods, each of which pushes
+one QUndoCommand, so every change is one Ctrl+Z away. Pixels are numpy arrays in image coordinates:
+layers RGBA uint8 (HxWx4), masks uint8 (HxW, 255 = editable / shown).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QRect, Signal
+from PySide6.QtGui import QUndoStack
+
+from . import commands
+from .compositing import composite_qimage, composite_rgba
+from .image_io import qimage_to_rgba, rgba_to_qimage
+
+_layer_ids = itertools.count(1)
+
+HANDLE, TARGET = "handle", "target"
+
+
+@dataclass(eq=False)
+class Layer:
+    """One layer. Owned by the Document: read it freely, change it only through the Document."""
+    name: str
+    pixels: np.ndarray
+    visible: bool = True
+    opacity: float = 1.0
+    mask: np.ndarray | None = None
+    metadata: dict = field(default_factory=dict)
+    id: int = field(default_factory=lambda: next(_layer_ids))
+    # Bumped whenever pixels or mask change, so render caches know when to rebuild.
+    revision: int = 0
+
+    def copy(self, name: str | None = None) -> "Layer":
+        return Layer(name or self.name, self.pixels.copy(), self.visible, self.opacity,
+                     None if self.mask is None else self.mask.copy(), dict(self.metadata))
+
+
+def fit_to_canvas(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre a picture of any size on a transparent canvas of the document's size."""
+    h, w = rgba.shape[:2]
+    if (w, h) == (width, height):
+        return rgba.copy()
+    out = np.zeros((height, width, 4), np.uint8)
+    dx, dy = (width - w) // 2, (height - h) // 2
+    sx0, sy0 = max(0, -dx), max(0, -dy)
+    tx0, ty0 = max(0, dx), max(0, dy)
+    cw, ch = min(w - sx0, width - tx0), min(h - sy0, height - ty0)
+    out[ty0:ty0 + ch, tx0:tx0 + cw] = rgba[sy0:sy0 + ch, sx0:sx0 + cw]
+    return out
+
+
+class Document(QObject):
+    reset = Signal()                  # everything replaced (open, new, close)
+    layers_changed = Signal()         # a layer was added, removed or moved
+    layer_changed = Signal(int)       # one layer's pixels, mask, name, visibility or opacity
+    active_layer_changed = Signal(int)
+    edit_mask_changed = Signal(QRect)  # the dirty region in image pixels
+    points_changed = Signal()
+    file_changed = Signal()           # path or modified state (the window title)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.cleanChanged.connect(self.file_changed)
+        self._width = self._height = 0
+        self._layers: list[Layer] = []
+        self._active_id = -1
+        self._edit_mask = np.zeros((0, 0), np.uint8)
+        self._points: list[tuple[float, float, float, float]] = []
+        self.file_path: Path | None = None    # the .ora project, once there is one
+        self.source_path: Path | None = None  # what was opened (a picture or the project)
+
+    # ----------------------------------------------------------------- whole-document state
+    def load_image(self, rgba: np.ndarray, name: str, source_path: Path | None = None) -> None:
+        """Start a fresh document from one picture (not undoable: it is a new document).
+
+        It has no project file yet; source_path (the picture) only names the window and Save As."""
+        h, w = rgba.shape[:2]
+        self.load_project(w, h, [Layer(name, np.ascontiguousarray(rgba, np.uint8))], None, [],
+                          None, source_path=source_path)
+
+    def load_project(self, width, height, layers, edit_mask, points, path=None, active_index=None,
+                     source_path=None):
+        self._width, self._height = int(width), int(height)
+        self._layers = list(layers)
+        self._edit_mask = (np.zeros((self._height, self._width), np.uint8) if edit_mask is None
+                           else np.ascontiguousarray(edit_mask, np.uint8).copy())
+        self._points = [tuple(float(v) for v in p) for p in points]
+        if active_index is None or not 0 <= active_index < len(self._layers):
+            active_index = len(self._layers) - 1
+        self._active_id = self._layers[active_index].id if self._layers else -1
+        self.file_path = Path(path) if path else None
+        self.source_path = Path(source_path) if source_path else self.file_path
+        self.undo_stack.clear()
+        self.undo_stack.setClean()
+        self.reset.emit()
+        self.active_layer_changed.emit(self._active_id)
+        self.file_changed.emit()
+
+    def close(self) -> None:
+        self.load_project(0, 0, [], None, [], None)
+
+    def mark_saved(self, path: Path) -> None:
+        self.file_path = Path(path)
+        self.undo_stack.setClean()
+        self.file_changed.emit()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._layers
+
+    @property
+    def is_modified(self) -> bool:
+        return not self.undo_stack.isClean()
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    def size(self) -> tuple[int, int]:
+        return self._width, self._height
+
+    @property
+    def display_name(self) -> str:
+        shown = self.file_path or self.source_path
+        return shown.name if shown else "Untitled"
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """Bottom to top."""
+        return tuple(self._layers)
+
+    def layer_by_id(self, layer_id: int) -> Layer:
+        for layer in self._layers:
+            if layer.id == layer_id:
+                return layer
+        raise KeyError(f"no layer with id {layer_id}")
+
+    def index_of(self, layer_or_id) -> int:
+        lid = getattr(layer_or_id, "id", layer_or_id)
+        return next(i for i, l in enumerate(self._layers) if l.id == lid)
+
+    @property
+    def active_layer(self) -> Layer | None:
+        try:
+            return self.layer_by_id(self._active_id)
+        except KeyError:
+            return None
+
+    def set_active_layer(self, layer_or_id) -> None:
+        """Selecting a layer is a view choice, not a document change: no undo entry."""
+        lid = getattr(layer_or_id, "id", layer_or_id)
+        if lid != self._active_id and any(l.id == lid for l in self._layers):
+            self._active_id = lid
+            self.active_layer_changed.emit(lid)
+
+    def active_layer_pixels(self) -> np.ndarray | None:
+        layer = self.active_layer
+        return None if layer is None else layer.pixels.copy()
+
+    def layer_pixels(self, layer_or_id) -> np.ndarray:
+        return self.layer_by_id(getattr(layer_or_id, "id", layer_or_id)).pixels.copy()
+
+    def composite_rgba(self, background=None) -> np.ndarray:
+        return composite_rgba(self._layers, self._width, self._height, background)
+
+    def edit_mask_array(self) -> np.ndarray:
+        """HxW uint8, 255 where an edit may change the picture."""
+        return self._edit_mask.copy()
+
+    def edit_mask_view(self) -> np.ndarray:
+        """The live edit mask without a copy, read-only: for drawing it on every stroke dab."""
+        view = self._edit_mask.view()
+        view.flags.writeable = False
+        return view
+
+    def point_pairs(self) -> list[tuple[float, float, float, float]]:
+        """(handle_x, handle_y, target_x, target_y) in image pixels, in the order they were made."""
+        return list(self._points)
+
+    # ----------------------------------------------------------------- layer changes (undoable)
+    def add_layer(self, rgba: np.ndarray, name: str, index: int | None = None,
+                  metadata: dict | None = None, mask: np.ndarray | None = None) -> Layer:
+        """A new layer above the active one (or at index); pictures of another size are centred."""
+        layer = Layer(name, fit_to_canvas(rgba, self._width, self._height), metadata=dict(metadata or {}),
+                      mask=None if mask is None else self._checked_mask(mask))
+        if index is None:
+            active = self.active_layer
+            index = self.index_of(active) + 1 if active else len(self._layers)
+        self.undo_stack.push(commands.AddLayerCommand(self, layer, index, f"Add Layer “{name}”"))
+        return layer
+
+    def add_result_layer(self, rgba: np.ndarray, name: str, metadata: dict, above=None,
+                         mask: np.ndarray | None = None) -> Layer:
+        """What an edit produces: a new layer just above its source layer, one undo entry.
+
+        metadata is {"method": ..., "params": {...}}; it is saved with the project."""
+        if rgba.shape[:2] != (self._height, self._width):
+            raise ValueError(f"result is {rgba.shape[1]}x{rgba.shape[0]}, the document {self._width}x{self._height}")
+        if above is None:
+            above = self.active_layer
+        index = self.index_of(above) + 1 if above is not None else len(self._layers)
+        return self.add_layer(rgba, name, index=index, metadata=metadata, mask=mask)
+
+    def duplicate_layer(self, layer_or_id) -> Layer:
+        src = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        layer = src.copy(f"{src.name} copy")
+        self.undo_stack.push(commands.AddLayerCommand(self, layer, self.index_of(src) + 1,
+                                                      f"Duplicate Layer “{src.name}”"))
+        return layer
+
+    def remove_layer(self, layer_or_id) -> None:
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        self.undo_stack.push(commands.RemoveLayerCommand(self, layer, f"Delete Layer “{layer.name}”"))
+
+    def move_layer(self, layer_or_id, new_index: int) -> None:
+        lid = getattr(layer_or_id, "id", layer_or_id)
+        old = self.index_of(lid)
+        new_index = max(0, min(len(self._layers) - 1, new_index))
+        if new_index != old:
+            self.undo_stack.push(commands.MoveLayerCommand(self, lid, old, new_index))
+
+    def rename_layer(self, layer_or_id, name: str) -> None:
+        self._set_property(layer_or_id, "name", name.strip() or "Layer", "Rename Layer")
+
+    def set_layer_visible(self, layer_or_id, visible: bool) -> None:
+        self._set_property(layer_or_id, "visible", bool(visible),
+                           "Show Layer" if visible else "Hide Layer")
+
+    def set_layer_opacity(self, layer_or_id, opacity: float) -> None:
+        self._set_property(layer_or_id, "opacity", max(0.0, min(1.0, float(opacity))), "Layer Opacity")
+
+    def set_layer_mask(self, layer_or_id, mask: np.ndarray | None) -> None:
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        new = None if mask is None else self._checked_mask(mask)
+        text = "Remove Layer Mask" if new is None else "Set Layer Mask"
+        self.undo_stack.push(commands.SetLayerMaskCommand(self, layer.id, layer.mask, new, text))
+
+    def merge_down(self, layer_or_id) -> None:
+        upper = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        i = self.index_of(upper)
+        if i == 0:
+            return
+        lower = self._layers[i - 1]
+        # Only the lower layer's own pixels are merged into; its opacity and mask still apply after.
+        base = Layer("", lower.pixels)
+        merged = qimage_to_rgba(composite_qimage([base, upper], self._width, self._height))
+        self.undo_stack.push(commands.MergeDownCommand(self, upper, lower.id, lower.pixels, merged,
+                                                       f"Merge Down “{upper.name}”"))
+
+    def _set_property(self, layer_or_id, prop, value, text):
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        old = getattr(layer, prop)
+        if old != value:
+            self.undo_stack.push(commands.SetLayerPropertyCommand(self, layer.id, prop, old, value, text))
+
+    def _checked_mask(self, mask: np.ndarray) -> np.ndarray:
+        mask = np.ascontiguousarray(mask, np.uint8)
+        if mask.shape != (self._height, self._width):
+            raise ValueError(f"mask is {mask.shape}, the document is {(self._height, self._width)}")
+        return mask.copy()
+
+    # ----------------------------------------------------------------- edit mask (undoable)
+    def set_edit_mask(self, mask: np.ndarray, text: str = "Set Edit Mask") -> None:
+        new = self._checked_mask(mask)
+        full = (0, 0, self._width, self._height)
+        self.undo_stack.push(commands.MaskPatchCommand(self, full, self._edit_mask.copy(), new, text))
+
+    def fill_edit_mask(self) -> None:
+        self.set_edit_mask(np.full((self._height, self._width), 255, np.uint8), "Fill Edit Mask")
+
+    def clear_edit_mask(self) -> None:
+        self.set_edit_mask(np.zeros((self._height, self._width), np.uint8), "Clear Edit Mask")
+
+    def invert_edit_mask(self) -> None:
+        self.set_edit_mask(255 - self._edit_mask, "Invert Edit Mask")
+
+    def begin_mask_stroke(self, erase: bool = False) -> "MaskStroke":
+        return MaskStroke(self, erase)
+
+    # ----------------------------------------------------------------- points (undoable)
+    def add_point_pair(self, hx: float, hy: float, tx: float, ty: float) -> None:
+        pairs = self._points + [(float(hx), float(hy), float(tx), float(ty))]
+        self.undo_stack.push(commands.SetPointsCommand(self, self._points, pairs, "Add Point Pair"))
+
+    def move_point(self, index: int, end: str, x: float, y: float) -> None:
+        hx, hy, tx, ty = self._points[index]
+        moved = (float(x), float(y), tx, ty) if end == HANDLE else (hx, hy, float(x), float(y))
+        pairs = list(self._points)
+        pairs[index] = moved
+        text = "Move Handle Point" if end == HANDLE else "Move Target Point"
+        self.undo_stack.push(commands.SetPointsCommand(self, self._points, pairs, text))
+
+    def remove_point_pairs(self, indices) -> None:
+        drop = set(indices)
+        if drop:
+            pairs = [p for i, p in enumerate(self._points) if i not in drop]
+            text = "Delete Point Pair" if len(drop) == 1 else "Delete Point Pairs"
+            self.undo_stack.push(commands.SetPointsCommand(self, self._points, pairs, text))
+
+    def clear_point_pairs(self) -> None:
+        if self._points:
+            self.undo_stack.push(commands.SetPointsCommand(self, self._points, [], "Clear Points"))
+
+    def set_point_pairs(self, pairs, text: str = "Move Points") -> None:
+        """Replace all pairs at once (an edit that moved its handles calls this), one undo entry."""
+        new = [tuple(float(v) for v in p) for p in pairs]
+        if any(len(p) != 4 or not all(math.isfinite(v) for v in p) for p in new):
+            raise ValueError("point pairs are (hx, hy, tx, ty) finite numbers")
+        self.undo_stack.push(commands.SetPointsCommand(self, self._points, new, text))
+
+    # ----------------------------------------------------------------- used by commands only
+    def _insert_layer(self, index: int, layer: Layer) -> None:
+        self._layers.insert(index, layer)
+        self.layers_changed.emit()
+        self._activate(layer.id)
+
+    def _remove_layer(self, layer_id: int) -> int:
+        i = self.index_of(layer_id)
+        del self._layers[i]
+        self.layers_changed.emit()
+        if self._active_id == layer_id:
+            nxt = self._layers[min(i, len(self._layers) - 1)].id if self._layers else -1
+            self._activate(nxt)
+        return i
+
+    def _move_layer(self, layer_id: int, index: int) -> None:
+        layer = self._layers.pop(self.index_of(layer_id))
+        self._layers.insert(index, layer)
+        self.layers_changed.emit()
+
+    def _set_layer_attr(self, layer_id: int, prop: str, value) -> None:
+        layer = self.layer_by_id(layer_id)
+        setattr(layer, prop, value)
+        if prop in ("pixels", "mask"):
+            layer.revision += 1
+        self.layer_changed.emit(layer_id)
+
+    def _activate(self, layer_id: int) -> None:
+        self._active_id = layer_id
+        self.active_layer_changed.emit(layer_id)
+
+    def _put_mask_patch(self, rect, patch: np.ndarray) -> None:
+        x, y, w, h = rect
+        self._edit_mask[y:y + h, x:x + w] = patch
+        self.edit_mask_changed.emit(QRect(x, y, w, h))
+
+    def _set_points(self, pairs) -> None:
+        self._points = list(pairs)
+        self.points_changed.emit()
+
+
+class MaskStroke:
+    """One brush or eraser stroke on the edit mask: painted live, recorded as one undo entry."""
+
+    def __init__(self, doc: Document, erase: bool):
+        self._doc = doc
+        self._erase = erase
+        self._before = doc._edit_mask.copy()
+        self._box: list[int] | None = None  # x0, y0, x1, y1 touched so far
+        self._last: tuple[float, float] | None = None
+
+    def stroke_to(self, x: float, y: float, diameter: float, hardness: float) -> None:
+        """Dab along the segment from the previous position so fast moves leave no gaps."""
+        radius = max(0.5, diameter / 2.0)
+        if self._last is None:
+            self._dab(x, y, radius, hardness)
+        else:
+            lx, ly = self._last
+            dist = math.hypot(x - lx, y - ly)
+            steps = max(1, int(dist / max(0.5, radius * 0.25)))
+            for k in range(1, steps + 1):
+                t = k / steps
+                self._dab(lx + (x - lx) * t, ly + (y - ly) * t, radius, hardness)
+        self._last = (x, y)
+
+    def _dab(self, cx, cy, radius, hardness) -> None:
+        doc = self._doc
+        mask = doc._edit_mask
+        h, w = mask.shape
+        x0, y0 = max(0, int(math.floor(cx - radius))), max(0, int(math.floor(cy - radius)))
+        x1, y1 = min(w, int(math.ceil(cx + radius)) + 1), min(h, int(math.ceil(cy + radius)) + 1)
+        if x0 >= x1 or y0 >= y1:
+            return
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d = np.hypot(xx + 0.5 - cx, yy + 0.5 - cy)
+        inner = radius * max(0.0, min(1.0, hardness))
+        if radius - inner < 1e-6:
+            a = (d <= radius).astype(np.float32)
+        else:
+            a = np.clip((radius - d) / (radius - inner), 0.0, 1.0)
+        amount = (a * 255.0 + 0.5).astype(np.uint8)
+        region = mask[y0:y1, x0:x1]
+        if self._erase:
+            np.minimum(region, 255 - amount, out=region)
+        else:
+            np.maximum(region, amount, out=region)
+        if self._box is None:
+            self._box = [x0, y0, x1, y1]
+        else:
+            b = self._box
+            self._box = [min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
+        doc.edit_mask_changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
+
+    def finish(self) -> None:
+        if self._box is None:
+            return
+        x0, y0, x1, y1 = self._box
+        rect = (x0, y0, x1 - x0, y1 - y0)
+        after = self._doc._edit_mask[y0:y1, x0:x1].copy()
+        before = self._before[y0:y1, x0:x1].copy()
+        self._box = None
+        if np.array_equal(before, after):
+            return
+        text = "Erase Mask Stroke" if self._erase else "Brush Mask Stroke"
+        self._doc.undo_stack.push(commands.MaskPatchCommand(self._doc, rect, before, after, text))

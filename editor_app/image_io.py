@@ -1,0 +1,95 @@
+"""Reading pictures into the editor's one pixel format (RGBA, 8 bits, numpy) and back to Qt.
+
+Pillow reads; EXIF orientation is applied so a phone photo shows the way the phone showed it.
+Every failure becomes an ImageReadError with a sentence a person can act on.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from PySide6.QtGui import QImage
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+class ImageReadError(Exception):
+    """A picture could not be read; str(err) is the message to show."""
+
+
+def pil_to_rgba(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode (P, L, LA, CMYK, I;16, I, F, RGB…) to an HxWx4 uint8 array."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit greyscale: Pillow's own convert() clips to 255 instead of scaling.
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max(initial=0) > 255 else 255.0
+        grey = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(grey)
+    elif img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        if a.size and a.max() > 1.0:
+            a = a / a.max()
+        img = Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif img.mode == "CMYK":
+        img = img.convert("RGB")
+    if img.mode != "RGBA":
+        img = img.convert("RGBA")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def decode_image(data_or_path, what: str = "the image") -> np.ndarray:
+    """Decode a file path or a binary file object to RGBA uint8, orientation applied."""
+    try:
+        with Image.open(data_or_path) as img:
+            img.seek(0)  # animated GIF/WebP: the first frame is the picture
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return pil_to_rgba(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{what} does not exist.") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{what} is not a picture Malleable can read "
+                             "(PNG, JPEG, WebP, TIFF and BMP are supported).") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{what} is too large to open safely.") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"{what} is damaged or truncated ({exc}).") from None
+    except MemoryError:
+        raise ImageReadError(f"There is not enough memory to open {what}.") from None
+
+
+def load_image_rgba(path: str | os.PathLike) -> np.ndarray:
+    p = Path(path)
+    if p.is_dir():
+        raise ImageReadError(f"“{p.name}” is a folder, not a picture.")
+    return decode_image(str(p), what=f"“{p.name}”")
+
+
+def rgba_to_qimage(rgba: np.ndarray) -> QImage:
+    """A QImage that owns a copy of the pixels (numpy memory may go away)."""
+    rgba = np.ascontiguousarray(rgba, dtype=np.uint8)
+    h, w = rgba.shape[:2]
+    return QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+
+
+def qimage_to_rgba(image: QImage) -> np.ndarray:
+    img = image.convertToFormat(QImage.Format.Format_RGBA8888)
+    w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), dtype=np.uint8, count=bpl * h)
+    return buf.reshape(h, bpl)[:, : 4 * w].reshape(h, w, 4).copy()
+
+
+def mask_to_qimage(mask: np.ndarray) -> QImage:
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    h, w = mask.shape
+    return QImage(mask.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+
+
+def encode_png(rgba_or_grey: np.ndarray) -> bytes:
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba_or_grey)).save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()

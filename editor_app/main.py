@@ -1,0 +1,90 @@
+"""`malleable [FILE]` — the editor. `malleable --screenshot OUT.png [FILE]` renders the window
+offscreen to a PNG and exits (for documentation and checks)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="malleable", description="Edit pictures with Stable Diffusion.")
+    p.add_argument("file", nargs="?", help="a picture or an .ora project to open")
+    p.add_argument("--screenshot", metavar="OUT.png", help="render the window to a PNG offscreen and exit")
+    p.add_argument("--size", default="1280x800", metavar="WxH", help="window size for --screenshot")
+    args = p.parse_args(argv)
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        if w < 200 or h < 150:
+            raise ValueError
+    except ValueError:
+        p.error(f"--size must look like 1280x800 (at least 200x150), not {args.size!r}")
+    args.size = (w, h)
+    return args
+
+
+def make_application():
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    from .theme import apply_dark_theme
+
+    app = QApplication.instance()
+    if app is None:
+        # Fractional scale factors (125 %, 150 %) as they are, not rounded: sharp on every screen.
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(sys.argv[:1])
+    app.setApplicationName("Malleable")
+    app.setOrganizationName("Malleable")
+    app.setApplicationDisplayName("Malleable")
+    apply_dark_theme(app)
+    return app
+
+
+def take_screenshot(window, out_path: str, size) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    window.resize(*size)
+    window.show()
+    for _ in range(3):
+        QApplication.processEvents()
+    window.canvas.fit_to_window()
+    QApplication.processEvents()
+    pixmap = window.grab()
+    if not pixmap.save(out_path, "PNG"):
+        print(f"Could not write the screenshot to {out_path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = make_application()
+
+    from .main_window import MainWindow
+    from .settings import AppSettings
+
+    if args.screenshot:
+        # A screenshot must look the same every time: no remembered layout, nothing saved.
+        window = MainWindow(AppSettings.in_memory(), probe_device=False, interactive=False)
+        window.probe_device()
+        if args.file and not window.open_path(args.file):
+            return 2
+        code = take_screenshot(window, args.screenshot, args.size)
+        window.document.undo_stack.setClean()
+        window.close()
+        return code
+
+    window = MainWindow(AppSettings())
+    window.restore_window_state()
+    window.show()
+    if args.file:
+        window.open_path(args.file)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

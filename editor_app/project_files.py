@@ -1,0 +1,71 @@
+"""Between the document and files on disk: projects (.ora), plain pictures and flattened exports."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .document import Document, Layer
+from .image_io import EXPORT_FORMATS, load_image_rgba
+from .ora import LayerData, OraError, ProjectData, atomic_write, read_ora, write_ora
+
+PROJECT_EXTENSION = ".ora"
+
+
+def is_project(path) -> bool:
+    return Path(path).suffix.lower() == PROJECT_EXTENSION
+
+
+def document_to_project(doc: Document) -> ProjectData:
+    layers = [LayerData(l.name, l.pixels, l.visible, l.opacity, l.mask, l.metadata) for l in doc.layers]
+    active = doc.active_layer
+    return ProjectData(doc.width, doc.height, layers, doc.edit_mask_array(), doc.point_pairs(),
+                       doc.index_of(active) if active else None)
+
+
+def save_project(doc: Document, path) -> None:
+    write_ora(path, document_to_project(doc))
+    doc.mark_saved(Path(path))
+
+
+def open_into(doc: Document, path) -> None:
+    """Open a project or a picture into doc. Everything is read before doc changes, so a file that
+    fails to read (OraError / ImageReadError) leaves the open document exactly as it was."""
+    path = Path(path)
+    if is_project(path):
+        data = read_ora(path)
+        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata) for d in data.layers]
+        doc.load_project(data.width, data.height, layers, data.edit_mask, data.points, path,
+                         data.active_index)
+    else:
+        rgba = load_image_rgba(path)
+        # A picture opened directly is not a project yet: Save asks where the .ora goes.
+        doc.load_image(rgba, path.stem, source_path=path)
+
+
+def export_flattened(doc: Document, path) -> None:
+    path = Path(path)
+    fmt = EXPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OraError(f"Cannot export to “{path.suffix}”: use .png, .jpg or .webp.")
+    rgba = doc.composite_rgba()
+    img = Image.fromarray(rgba)
+    if fmt == "JPEG":  # no alpha in JPEG: flatten onto white as a printed page would be
+        bg = Image.new("RGB", img.size, (255, 255, 255))
+        bg.paste(img, mask=img.getchannel("A"))
+        img = bg
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "WEBP" and not np.any(rgba[..., 3] < 255):
+        img = img.convert("RGB")
+
+    def write(fh):
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **options)
+        fh.write(buf.getvalue())
+
+    try:
+        atomic_write(path, write)
+    except OSError as exc:
+        raise OraError(f"Could not export “{path.name}”: {exc.strerror or exc}.") from None

@@ -1,0 +1,58 @@
+"""Small dialogs. The window calls them through this module so tests can stand in for a person."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+from editor_app.image_io import IMAGE_EXTENSIONS
+
+OPEN_FILTER = ("Pictures and projects (*.ora " + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;"
+               "OpenRaster projects (*.ora);;"
+               "Pictures (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;All files (*)")
+IMAGE_FILTER = "Pictures (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;All files (*)"
+PROJECT_FILTER = "OpenRaster project (*.ora)"
+EXPORT_FILTER = "PNG (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
+
+SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+
+
+def show_error(parent: QWidget | None, title: str, message: str) -> None:
+    QMessageBox.critical(parent, title, message)
+
+
+def ask_save_changes(parent: QWidget | None, name: str) -> str:
+    box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes",
+                      f"Save the changes to “{name}” before closing?",
+                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                      | QMessageBox.StandardButton.Cancel, parent)
+    box.setInformativeText("Your changes are lost if you don't save them.")
+    box.setDefaultButton(QMessageBox.StandardButton.Save)
+    answer = box.exec()
+    if answer == QMessageBox.StandardButton.Save:
+        return SAVE
+    if answer == QMessageBox.StandardButton.Discard:
+        return DISCARD
+    return CANCEL
+
+
+def ask_open_path(parent, directory: str, filter_: str = OPEN_FILTER, title="Open") -> str:
+    return QFileDialog.getOpenFileName(parent, title, directory, filter_)[0]
+
+
+def ask_open_paths(parent, directory: str, title="Add Image as Layer") -> list[str]:
+    return QFileDialog.getOpenFileNames(parent, title, directory, IMAGE_FILTER)[0]
+
+
+def ask_save_path(parent, suggested: str, filter_: str, title: str) -> str:
+    return QFileDialog.getSaveFileName(parent, title, suggested, filter_)[0]
+
+
+def ask_text(parent, title: str, label: str, text: str) -> str | None:
+    from PySide6.QtWidgets import QInputDialog
+    value, ok = QInputDialog.getText(parent, title, label, text=text)
+    return value if ok else None
+
+
+def show_about(parent) -> None:
+    QMessageBox.about(parent, "About Malleable",
+                      "<b>Malleable</b> 0.1<br>Edit pictures with Stable Diffusion while keeping their "
+                      "structure. Results land on new layers; nothing is destroyed.")

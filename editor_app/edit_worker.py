@@ -112,7 +112,11 @@ class EditController(QObject):
         self.worker.model_loaded.connect(self.model_loaded)
         self.worker.model_failed.connect(self.model_failed)
         self.worker.download_progress.connect(self.download_progress)
-        self.thread.start()
+        # Started on first use: a window that never edits never owns a running thread.
+
+    def _ensure_thread(self) -> None:
+        if not self.thread.isRunning():
+            self.thread.start()
 
     # ---- edits ---------------------------------------------------------------------------------
     @property
@@ -139,6 +143,7 @@ class EditController(QObject):
             self.running.cancel.cancel()
 
     def _start(self, job: EditJob) -> None:
+        self._ensure_thread()
         self.running = job
         self.busy_changed.emit(True)
         self.started.emit(job)
@@ -182,6 +187,7 @@ class EditController(QObject):
     def load_model(self, spec: ModelSpec) -> None:
         """Load (or reuse) a model on the worker thread; edits submitted afterwards use it."""
         self.model_spec = spec
+        self._ensure_thread()
         self._load_cancel = CancelToken()
         self._load.emit(spec, self._load_cancel)
 
@@ -192,5 +198,6 @@ class EditController(QObject):
     def shutdown(self, wait_ms: int = 30000) -> None:
         self.cancel()
         self.cancel_model_load()
-        self.thread.quit()
-        self.thread.wait(wait_ms)
+        if self.thread.isRunning():
+            self.thread.quit()
+            self.thread.wait(wait_ms)

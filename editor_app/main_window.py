@@ -40,7 +40,8 @@ def describe_device() -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: AppSettings | None = None, probe_device: bool = True, interactive: bool = True):
+    def __init__(self, settings: AppSettings | None = None, probe_device: bool = True, interactive: bool = True,
+                 engine=None, load_model: bool | None = None):
         super().__init__()
         self.settings = settings or AppSettings()
         # interactive=False (screenshots, scripts): problems go to stderr instead of modal dialogs.
@@ -60,6 +61,7 @@ class MainWindow(QMainWindow):
         self._make_menus()
         self._make_tool_bars()
         self._make_status_bar()
+        self._make_edit_session(engine)
 
         d = self.document
         d.file_changed.connect(self._update_title)
@@ -80,6 +82,9 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         if probe_device:
             QTimer.singleShot(0, self.probe_device)
+        if probe_device if load_model is None else load_model:
+            # Load the model in the background now, so the first Run starts at once.
+            QTimer.singleShot(0, lambda: self.edit_session.controller.load_model(self.settings_model_spec()))
 
     # ----------------------------------------------------------------- construction
     def _action(self, key, text, slot=None, shortcut=None, icon_name=None, checkable=False, tip=None):
@@ -152,6 +157,8 @@ class MainWindow(QMainWindow):
         A("brush_bigger", "Bigger Brush", c.grow_brush, "]")
         A("brush_smaller", "Smaller Brush", c.shrink_brush, "[")
         A("about", "&About Malleable", lambda: dialogs.show_about(self))
+        A("model", "&Model…", self.ask_model, tip="Choose the diffusion model, device and precision")
+        A("getting_models", "Getting Stable Diffusion…", self.show_model_help)
 
     def _make_docks(self):
         self.layer_panel = LayerPanel(self.document, self.actions_by_key, self)
@@ -183,6 +190,72 @@ class MainWindow(QMainWindow):
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         return dock
 
+    def _make_edit_session(self, engine) -> None:
+        from widgets.edit_panel import EditPanel
+
+        from .edit_session import EditSession
+
+        panel = EditPanel()
+        panel.setObjectName("EditPanel")
+        self.set_edit_panel(panel)
+        self.edit_session = EditSession(self.document, self.canvas, panel, self._error, engine, self)
+        self.edit_session.status.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        ctl = self.edit_session.controller
+        ctl.model_loaded.connect(self._on_model_loaded)
+        ctl.model_failed.connect(self._on_model_failed)
+        ctl.download_progress.connect(self._on_download_progress)
+        self._memory_timer = QTimer(self)
+        self._memory_timer.setInterval(2000)
+        self._memory_timer.timeout.connect(self._update_memory_label)
+
+    def settings_model_spec(self):
+        from core import ModelSpec
+
+        return ModelSpec()
+
+    def ask_model(self) -> None:
+        from widgets.model_dialog import ModelDialog
+
+        dlg = ModelDialog(self.edit_session.controller.model_spec, self)
+        if dlg.exec():
+            spec = dlg.spec()
+            self.device_label.setText(f"Loading {spec.source}…")
+            self.edit_session.controller.load_model(spec)
+
+    def show_model_help(self) -> None:
+        try:
+            from .first_run import FIRST_RUN_MODEL_HELP as text
+        except ImportError:
+            text = ("Choose File ▸ Model… to download Stable Diffusion 1.5 "
+                    "(stable-diffusion-v1-5/stable-diffusion-v1-5) or open a .safetensors file you have.")
+        if self.interactive:
+            dialogs.show_info(self, "Getting Stable Diffusion", text)
+
+    def _on_model_loaded(self, description: str) -> None:
+        self.device_label.setText(f"Model: {description}")
+        self.statusBar().showMessage(f"Model ready: {description}", 5000)
+        if "cuda" in description:
+            self._memory_timer.start()
+            self._update_memory_label()
+
+    def _on_model_failed(self, kind: str, message: str) -> None:
+        self.device_label.setText(f"Device: {describe_device()}")
+        if kind != "cancelled":
+            self._error("Model unavailable", message)
+
+    def _on_download_progress(self, done: int, total: int) -> None:
+        if total:
+            self.statusBar().showMessage(f"Downloading model: {done / 2**20:.0f} / {total / 2**20:.0f} MB")
+
+    def _update_memory_label(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            used = torch.cuda.memory_allocated() / 2 ** 30
+            self.device_label.setToolTip(f"GPU memory in use: {used:.1f} GB")
+            base = self.device_label.text().split("  ·")[0]
+            self.device_label.setText(f"{base}  · {used:.1f} GB")
+
     def set_edit_panel(self, widget: QWidget) -> None:
         """Put the edit-method panel into the Edit dock (replacing the placeholder)."""
         old = self.edit_panel
@@ -201,6 +274,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         for k in ("save", "save_as", "export"):
             m.addAction(a[k])
+        m.addSeparator()
+        m.addAction(a["model"])
         m.addSeparator()
         m.addAction(a["close"])
         m.addAction(a["quit"])
@@ -232,6 +307,7 @@ class MainWindow(QMainWindow):
         for dock in (self.layers_dock, self.edit_dock, self.history_dock):
             m.addAction(dock.toggleViewAction())
         m = mb.addMenu("&Help")
+        m.addAction(a["getting_models"])
         m.addAction(a["about"])
 
     def _make_tool_bars(self):
@@ -480,6 +556,7 @@ class MainWindow(QMainWindow):
             return
         self.settings.save_window(self.saveGeometry(), self.saveState())
         self.settings.save_brush(self.canvas.brush_size, self.canvas.brush_hardness)
+        self.edit_session.shutdown()
         event.accept()
 
     @staticmethod

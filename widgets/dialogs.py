@@ -19,6 +19,10 @@ def show_error(parent: QWidget | None, title: str, message: str) -> None:
     QMessageBox.critical(parent, title, message)
 
 
+def show_info(parent: QWidget | None, title: str, message: str) -> None:
+    QMessageBox.information(parent, title, message)
+
+
 def ask_save_changes(parent: QWidget | None, name: str) -> str:
     box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes",
                       f"Save the changes to “{name}” before closing?",

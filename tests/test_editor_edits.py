@@ -1,0 +1,153 @@
+"""Running edits from the editor (pytest-qt, offscreen, the demo model)."""
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+
+from core.engine import Engine
+from core.params import MethodParams, param
+from core.registry import all_methods
+from editor_app.main_window import MainWindow
+from editor_app.settings import AppSettings
+from resources import resource_path
+from tools.bench import BENCH_PARAMS, TINY_OVERRIDES
+from widgets import dialogs
+from widgets.param_form import ParamForm
+
+SAMPLE = resource_path("samples", "shapes.png")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()  # shared by the tests here: the demo model loads once
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
+    return shown
+
+
+@pytest.fixture
+def win(qtbot, monkeypatch, engine, errors):
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
+    qtbot.addWidget(w)
+    w.resize(1000, 700)
+    w.show()
+    assert w.open_path(str(SAMPLE))
+    return w
+
+
+def _fill(win, method_name, **extra):
+    panel = win.edit_panel
+    panel.select_method(method_name)
+    form = panel.form
+    names = {f.name for f in form.params_cls.fields()}
+    values = {k: v for k, v in {**BENCH_PARAMS.get(method_name, {}), **TINY_OVERRIDES, **extra}.items()
+              if k in names and k != "points"}
+    form.set_values(values)
+    return panel
+
+
+@pytest.mark.parametrize("method", [m.name for m in all_methods()])
+def test_every_method_runs_from_the_panel_and_undoes(qtbot, win, method, errors):
+    doc = win.document
+    if any(m.uses_points for m in all_methods() if m.name == method):
+        doc.add_point_pair(128, 128, 160, 128)
+    n_layers, source = len(doc.layers), doc.active_layer
+    previews = []
+    win.edit_session.controller.progress.connect(
+        lambda job, ev: previews.append(ev) if ev.preview is not None else None)
+    panel = _fill(win, method)
+    with qtbot.waitSignal(win.edit_session.controller.result_ready, timeout=120000):
+        panel.run_button.click()
+    assert errors == []
+    assert len(doc.layers) == n_layers + 1
+    result = doc.layers[doc.index_of(source) + 1]
+    assert result.metadata["method"] == method and result.name.endswith(" 1")
+    assert doc.layer_pixels(result).shape == (256, 256, 4)
+    assert previews, "previews stream during the run"
+    assert win.canvas.preview_item.image() is None  # replaced by the result layer
+    doc.undo_stack.undo()
+    assert len(doc.layers) == n_layers
+
+
+def test_drag_moves_points_to_where_handles_ended(qtbot, win):
+    doc = win.document
+    doc.add_point_pair(128, 128, 160, 128)
+    panel = _fill(win, "drag")
+    with qtbot.waitSignal(win.edit_session.controller.result_ready, timeout=120000) as blocker:
+        panel.run_button.click()
+    handles = blocker.args[1].info["handles"]
+    hx, hy, tx, ty = doc.point_pairs()[0]
+    assert (hx, hy) == pytest.approx(tuple(handles[0])) and (tx, ty) == (160, 128)
+    doc.undo_stack.undo()  # one undo: the layer and the moved points
+    assert doc.point_pairs() == [(128, 128, 160, 128)]
+
+
+def test_gui_stays_responsive_and_cancel_leaves_document_unchanged(qtbot, win):
+    doc = win.document
+    before_layers, before_undo = len(doc.layers), doc.undo_stack.count()
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    panel = _fill(win, "reconstruct", steps=400)
+    seen = []
+    ctl = win.edit_session.controller
+    ctl.progress.connect(lambda job, ev: seen.append(ev))
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: any(ev.stage == "regenerate" and ev.step >= 2 for ev in seen)
+                    or any(ev.stage == "invert" and ev.step >= 3 for ev in seen), timeout=60000)
+    assert len(ticks) > 3  # the GUI thread kept handling events while the model ran
+    with qtbot.waitSignal(ctl.failed, timeout=60000) as blocker:
+        panel.cancel_button.click()
+    assert blocker.args[1] == "cancelled"
+    timer.stop()
+    assert len(doc.layers) == before_layers and doc.undo_stack.count() == before_undo
+    assert "Cancelled" in panel.stage_label.text()
+    assert win.canvas.preview_item.image() is None  # the live preview is gone with the edit
+
+
+def test_errors_surface_as_dialogs(qtbot, win, errors):
+    panel = _fill(win, "pnp", prompt="")
+    panel.run_button.click()  # refused before it reaches the worker
+    assert errors and "prompt" in errors[-1][1].lower()
+    panel = _fill(win, "diffuseit", prompt="", style_image="/no/such/style.png")
+    with qtbot.waitSignal(win.edit_session.controller.failed, timeout=60000):
+        panel.run_button.click()
+    qtbot.waitUntil(lambda: len(errors) == 2)
+    assert "style" in errors[-1][1].lower()
+    assert len(win.document.layers) == 1
+
+
+def test_second_run_is_queued_never_parallel(qtbot, win):
+    ctl = win.edit_session.controller
+    panel = _fill(win, "reconstruct", steps=30)
+    panel.run_button.click()
+    panel.run_button.click()
+    assert ctl.busy and len(ctl.queue) == 1
+    assert "queued" in panel.queue_label.text()
+    qtbot.waitUntil(lambda: not ctl.busy, timeout=120000)
+    assert len(win.document.layers) == 3  # both ran, one after the other
+
+
+def test_form_is_generated_from_the_dataclass(qtbot):
+    @dataclass(frozen=True, kw_only=True)
+    class WithNewField(MethodParams):
+        prompt: str = param("", "Target.", kind="text", required=True)
+        sharpness: float = param(0.25, "A brand-new knob.", min=0.0, max=1.0)
+        secret: int = param(3, "Tucked away.", advanced=True, min=0, max=9)
+
+    form = ParamForm(WithNewField)
+    qtbot.addWidget(form)
+    assert form.editor("sharpness").value() == 0.25
+    assert "brand-new" in form.editor("sharpness").toolTip()
+    assert form.editor("secret").maximum() == 9 and form.advanced is not None
+    form.set_values({"sharpness": 0.75, "prompt": "x"})
+    assert WithNewField.from_dict(form.values()).sharpness == 0.75
+    form.reset()
+    assert form.values()["sharpness"] == 0.25

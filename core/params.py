@@ -78,7 +78,10 @@ class MethodParams:
                             help=m["help"], min=m["min"], max=m["max"],
                             choices=list(m["choices"]) if m["choices"] else None,
                             required=m["required"], advanced=m["advanced"], flag=flag_name(f)))
-        out.sort(key=lambda d: d["advanced"])  # stable: declaration order within each group
+        # The method's own fields first, then steps/seed, then the advanced ones (stable sort:
+        # declaration order within each group).
+        base = {f.name for f in dataclasses.fields(MethodParams)}
+        out.sort(key=lambda d: (d["advanced"], d["name"] in base))
         return out
 
     # ---- conversion -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ class DemoParams(MethodParams):
 def test_describe_lists_fields_with_defaults_common_first():
     d = DemoParams.describe()
     names = [x["name"] for x in d]
-    assert names[-1] == "fancy" and set(names) == {"steps", "seed", "prompt", "strength", "fancy", "points", "mode"}
+    assert names[0] == "prompt" and names[-3:] == ["steps", "seed", "fancy"] and set(names) == {"steps", "seed", "prompt", "strength", "fancy", "points", "mode"}
     steps = next(x for x in d if x["name"] == "steps")
     assert steps["default"] == 30 and steps["min"] == 2 and steps["flag"] == "--steps"
 

@@ -55,6 +55,7 @@ class EditPanel(QWidget):
             self.stack.addWidget(form)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.stack)
         lay.addWidget(self.method_combo)
         lay.addWidget(self.description)

@@ -136,6 +136,14 @@ def _p2p0_judge(a, b, rgb_in, rgb_out, scene):
         {"became": b.shape}
 
 
+def _p2p0_colour_params(f, scene, seed, work):
+    return dict(_p2p0_params(f, scene, seed, work), source_word="red", target_word="blue")
+
+
+def _p2p0_colour_judge(a, b, rgb_in, rgb_out, scene):
+    return (b.colour == "blue" and b.shape == a.shape and shift(a, b) <= 3), {}
+
+
 def _style_params(f, scene, seed, work):
     return _with(f, {"source_prompt": scene.caption, "prompt": swap(scene.caption, "red", "outlined red"),
                      "steps": 20, "train_iters_scale": 30, "seed": seed})
@@ -201,6 +209,10 @@ CHECKS = [
     Check("pix2pix-zero", "circle -> square: shape changes, colour and centroid (<= 3 px) stay",
           RED_CIRCLE, _p2p0_params, _p2p0_judge,
           lambda s: swap(s.caption, "circle", "square"), lambda r, s: r.shape == "square" and r.colour == "red"),
+    # a diagnostic beside the shape edit: the same method on an attribute the demo draws reliably
+    Check("pix2pix-zero", "red -> blue (diagnostic): blue, same shape class, centroid (<= 3 px) stays",
+          RED_CIRCLE, _p2p0_colour_params, _p2p0_colour_judge,
+          lambda s: swap(s.caption, "red", "blue"), lambda r, s: r.colour == "blue" and r.shape == "circle"),
     Check("style-diffusion", "filled -> outlined: fill ratio falls below 0.5, colour and centroid (<= 3 px) stay",
           RED_CIRCLE, _style_params, _style_judge,
           lambda s: swap(s.caption, "red", "outlined red"), lambda r, s: r.fill_ratio < 0.5 and r.colour == "red"),

@@ -7,8 +7,10 @@ position) runs on it offline on a CPU in seconds: cross-attention down and up bl
 block at the lowest resolution, a VAE with 4 latent channels, a small CLIP text encoder using the
 real CLIP tokenizer, the SD 1.x DDIM scheduler. Beside it: tiny CLIP (clip/) and DINO ViT (dino/)
 encoders for the methods that need them, and latent_rgb.json, the linear latent -> RGB map the
-live previews use. Weights are seeded random (a later version ships trained ones), stored in fp16
-to keep the folder small; the loader casts them to the working precision.
+live previews use. Weights are seeded random, stored in fp16 to keep the folder small; the loader
+casts them to the working precision. The shipped demo is trained on ShapesWorld by
+tools/train_demo.py, which reuses these configurations (with its own channel counts) and this
+script's clip/ and dino/ encoders.
 """
 from __future__ import annotations
 

@@ -1,0 +1,369 @@
+"""Train the embedded demo model on ShapesWorld and write it to resources/models/demo/.
+
+    python -m tools.train_demo [--vae-minutes 14] [--unet-minutes 44] [--threads 2] [--seed 0]
+    python -m tools.train_demo --smoke          # a two-minute run into build/train_demo_smoke/, to catch bugs
+
+One seeded command, CPU only. Stages:
+  1. render a fixed pool of ShapesWorld scenes (64 px) into a uint8 tensor, once (no flips: positions
+     are part of the caption);
+  2. a small AutoencoderKL (scale 4, 4 latent channels): L1 + L2 reconstruction + a small KL, trained
+     on random 32 px crops (fully convolutional, a quarter of the cost of whole images);
+  3. the VAE scaling factor (unit-variance latents) and the latent -> RGB preview map, fitted on the pool;
+  4. a UNet2DConditionModel and a CLIPTextModel trained jointly on the pool's latents, SD 1.x noise
+     schedule (scaled_linear 0.00085-0.012, 1000 steps, epsilon prediction), 10 % caption dropout
+     (so classifier-free guidance works), min-SNR-5 loss weighting, EMA of both;
+  5. the EMA weights saved in half precision in diffusers layout (clip/ and dino/ beside them are
+     left as they are), with training.json recording what was done, how long, and where.
+
+Each stage is time-boxed (the learning rate decays over the box's elapsed fraction), so the step
+count is recorded rather than fixed; --vae-steps/--unet-steps fix it instead. Checkpoints land in
+--work every few minutes; a finished VAE stage is reused when the command is run again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tools.make_demo_model import (OUT, SCHEDULER, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG,
+                                   _canonical_text_encoder_keys, _copy_tokenizer)
+from tools.shapesworld import scenes
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "build" / "train_demo"
+TOKENIZER = ROOT / "resources" / "tokenizer" / "clip"
+POOL_SEED = 1000  # held-out evaluation scenes use other seeds and exclude the pool's captions
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+# ---- data ------------------------------------------------------------------------------------
+def render_pool(n: int, seed: int = POOL_SEED) -> tuple[torch.Tensor, list[str]]:
+    images = np.empty((n, 64, 64, 3), np.uint8)
+    captions = []
+    for i, s in enumerate(scenes(seed, n, 64)):
+        images[i] = np.asarray(s.image)
+        captions.append(s.caption)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
+
+
+def pool_captions(n: int, seed: int = POOL_SEED) -> set[str]:
+    return {s.caption for s in scenes(seed, n, 64)}
+
+
+def to_signed(u8: torch.Tensor) -> torch.Tensor:
+    return u8.float() / 127.5 - 1.0
+
+
+def tokenize(captions: list[str]) -> torch.Tensor:
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(TOKENIZER, local_files_only=True)
+    return tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+
+# ---- schedules -------------------------------------------------------------------------------
+class Box:
+    """A stage's budget: a step count or a wall-clock box; `frac` drives the learning-rate decay."""
+
+    def __init__(self, minutes: float, steps: int | None):
+        self.t0, self.seconds, self.steps = time.time(), minutes * 60, steps
+
+    def frac(self, step: int) -> float:
+        if self.steps:
+            return step / self.steps
+        return (time.time() - self.t0) / self.seconds
+
+    def done(self, step: int) -> bool:
+        return self.frac(step) >= 1.0
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+
+def lr_at(base: float, step: int, frac: float, warmup: int = 100) -> float:
+    w = min(1.0, (step + 1) / warmup)
+    return base * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+class EMA:
+    def __init__(self, modules: list[torch.nn.Module], decay: float):
+        self.decay = decay
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+
+    @torch.no_grad()
+    def copy_to(self) -> list[torch.Tensor]:
+        """Swap the EMA weights into the modules; returns the live weights to restore."""
+        live = [p.detach().clone() for p in self.params]
+        for p, s in zip(self.params, self.shadow):
+            p.copy_(s)
+        return live
+
+    @torch.no_grad()
+    def restore(self, live: list[torch.Tensor]) -> None:
+        for p, v in zip(self.params, live):
+            p.copy_(v)
+
+
+# ---- stage 2: VAE ----------------------------------------------------------------------------
+def train_vae(vae, pool: torch.Tensor, box: Box, gen: torch.Generator, batch: int, lr: float,
+              kl_weight: float, ckpt: Path) -> dict:
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    vae.train()
+    step, t_ckpt, hist = 0, time.time(), []
+    n = len(pool)
+    while not box.done(step):
+        idx = torch.randint(0, n, (batch,), generator=gen)
+        ox, oy = torch.randint(0, 33, (2,), generator=gen).tolist()  # one crop offset per batch (on the 4-px grid below)
+        ox, oy = ox // 4 * 4, oy // 4 * 4
+        x = to_signed(pool[idx][:, :, oy:oy + 32, ox:ox + 32])
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        d = rec - x
+        loss_rec = d.abs().mean() + d.pow(2).mean()
+        loss_kl = post.kl().mean() / post.mean[0].numel()
+        loss = loss_rec + kl_weight * loss_kl
+        for g in opt.param_groups:
+            g["lr"] = lr_at(lr, step, box.frac(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        hist.append(float(d.detach().pow(2).mean()))
+        step += 1
+        if step % 50 == 0:
+            mse = float(np.mean(hist[-50:]))
+            psnr = 10 * math.log10(4.0 / max(mse, 1e-12))  # signed range: peak-to-peak 2
+            log(f"vae step {step} rec {float(loss_rec):.4f} kl {float(loss_kl):.3f} train-psnr {psnr:.1f} dB "
+                f"({box.elapsed():.0f} s)")
+        if time.time() - t_ckpt > 300:
+            torch.save({"vae": vae.state_dict(), "step": step}, ckpt)
+            t_ckpt = time.time()
+    vae.eval()
+    return {"steps": step, "seconds": round(box.elapsed(), 1), "batch": batch, "crop": 32, "lr": lr,
+            "kl_weight": kl_weight}
+
+
+@torch.no_grad()
+def encode_pool(vae, pool: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    means, stds = [], []
+    for i in range(0, len(pool), batch):
+        post = vae.encode(to_signed(pool[i:i + batch])).latent_dist
+        means.append(post.mean)
+        stds.append(post.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def fit_latent_statistics(vae, pool: torch.Tensor, means: torch.Tensor, gen: torch.Generator):
+    """Scaling factor for unit-variance latents (as 0.18215 is for SD) and the least-squares linear
+    map from scaled latents to the decoded image downsampled to latent size (live previews)."""
+    scaling_factor = float(1.0 / means.std())
+    idx = torch.randperm(len(pool), generator=gen)[:256]
+    raw = means[idx]
+    decoded = torch.cat([vae.decode(raw[i:i + 128]).sample for i in range(0, len(raw), 128)]).clamp(-1, 1)
+    target = F.avg_pool2d(decoded, 4)
+    lat = raw * scaling_factor
+    x = lat.permute(0, 2, 3, 1).reshape(-1, lat.shape[1]).double()
+    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    y = target.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    sol = torch.linalg.lstsq(x, y).solution
+    factors = [[round(float(v), 6) for v in row] for row in sol[:-1]]
+    bias = [round(float(v), 6) for v in sol[-1]]
+    return round(scaling_factor, 6), factors, bias
+
+
+# ---- stage 4: UNet + text encoder ------------------------------------------------------------
+def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, box: Box,
+               gen: torch.Generator, batch: int, lr: float, ema: EMA, ckpt: Path, export_fn) -> dict:
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - betas, 0).float()
+    snr = abar / (1 - abar)
+    weight = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    unet.train()
+    text_encoder.train()
+    step, t_ckpt, hist = 0, time.time(), []
+    n = len(means)
+    while not box.done(step):
+        idx = torch.randint(0, n, (batch,), generator=gen)
+        z0 = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=gen)) * scaling_factor
+        tok = ids[idx].clone()
+        drop = torch.rand(batch, generator=gen) < 0.1
+        tok[drop] = empty_ids
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        eps = torch.randn(z0.shape, generator=gen)
+        a = abar[t].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
+        cond = text_encoder(tok)[0]
+        pred = unet(zt, t, cond).sample
+        loss = ((pred - eps).pow(2).mean((1, 2, 3)) * weight[t]).mean()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(lr, step, box.frac(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(step)
+        hist.append(float((pred.detach() - eps).pow(2).mean()))
+        step += 1
+        if step % 50 == 0:
+            log(f"unet step {step} eps-mse {np.mean(hist[-50:]):.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"({box.elapsed():.0f} s)")
+        if time.time() - t_ckpt > 300:
+            torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                        "ema": ema.shadow, "step": step}, ckpt)
+            export_fn(step)
+            t_ckpt = time.time()
+    return {"steps": step, "seconds": round(box.elapsed(), 1), "batch": batch, "lr": lr,
+            "ema_decay": ema.decay, "caption_dropout": 0.1, "loss_weighting": "min-SNR-5",
+            "final_eps_mse": round(float(np.mean(hist[-200:])), 5) if hist else None}
+
+
+# ---- export ----------------------------------------------------------------------------------
+def export(out: Path, unet, vae, text_encoder, scaling_factor: float, factors, bias, meta: dict) -> None:
+    """Diffusers layout, half precision; out/clip and out/dino are left untouched."""
+    import copy
+
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
+    vae = copy.deepcopy(vae)
+    vae.register_to_config(scaling_factor=scaling_factor)
+    copy.deepcopy(unet).half().save_pretrained(out / "unet", safe_serialization=True)
+    vae.half().save_pretrained(out / "vae", safe_serialization=True)
+    copy.deepcopy(text_encoder).half().save_pretrained(out / "text_encoder", safe_serialization=True)
+    _canonical_text_encoder_keys(out / "text_encoder" / "model.safetensors")
+    _copy_tokenizer(out / "tokenizer")
+    (out / "scheduler").mkdir()
+    shutil.copyfile(SCHEDULER, out / "scheduler" / "scheduler_config.json")
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "feature_extractor": [None, None],
+        "requires_safety_checker": False, "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }, indent=2) + "\n")
+    (out / "latent_rgb.json").write_text(json.dumps({
+        "factors": factors, "bias": bias,
+        "about": "scaled latents (x VAE scaling_factor) -> RGB in -1..1, least squares against the "
+                 "decoded image downsampled to latent size (fitted on ShapesWorld scenes)",
+    }, indent=2) + "\n")
+    (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--work", type=Path, default=WORK)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pool", type=int, default=16000)
+    ap.add_argument("--vae-minutes", type=float, default=11)
+    ap.add_argument("--unet-minutes", type=float, default=43)
+    ap.add_argument("--vae-steps", type=int, default=None)
+    ap.add_argument("--unet-steps", type=int, default=None)
+    ap.add_argument("--vae-batch", type=int, default=32)
+    ap.add_argument("--unet-batch", type=int, default=64)
+    ap.add_argument("--vae-channels", type=int, nargs=3, default=[16, 32, 64])
+    ap.add_argument("--unet-channels", type=int, nargs=3, default=list(UNET_CONFIG["block_out_channels"]))
+    ap.add_argument("--smoke", action="store_true", help="2-minute run into build/train_demo_smoke/")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.work = ROOT / "build" / "train_demo_smoke"
+        args.out = args.work / "demo"
+        args.pool, args.vae_minutes, args.unet_minutes = 2000, 0.7, 0.7
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    meta = {"command": "python -m tools.train_demo " + " ".join(argv if argv is not None else os.sys.argv[1:]),
+            "seed": args.seed, "pool": {"seed": POOL_SEED, "scenes": args.pool, "px": 64},
+            "machine": {"where": "CPU only, no GPU", "platform": platform.platform(),
+                        "processor": platform.processor() or platform.machine(),
+                        "cpu_count": os.cpu_count(), "torch_threads": args.threads,
+                        "torch": torch.__version__},
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+    t = time.time()
+    pool, captions = render_pool(args.pool)
+    log(f"rendered {len(pool)} scenes in {time.time() - t:.1f} s")
+
+    vae = AutoencoderKL(**dict(VAE_CONFIG, block_out_channels=tuple(args.vae_channels)))
+    vae_ckpt = args.work / "vae.pt"
+    done = args.work / "vae_done.pt"
+    if done.exists():
+        state = torch.load(done, weights_only=False)
+        vae.load_state_dict(state["vae"])
+        meta["vae"] = state["meta"]
+        log(f"reusing the trained VAE from {done}")
+    else:
+        meta["vae"] = train_vae(vae, pool, Box(args.vae_minutes, args.vae_steps), gen, args.vae_batch, 1e-3,
+                                1e-5, vae_ckpt)
+        torch.save({"vae": vae.state_dict(), "meta": meta["vae"]}, done)
+    vae.eval()
+    for p in vae.parameters():
+        p.requires_grad_(False)
+
+    t = time.time()
+    means, stds = encode_pool(vae, pool)
+    scaling_factor, factors, bias = fit_latent_statistics(vae, pool, means, gen)
+    log(f"encoded the pool in {time.time() - t:.1f} s; scaling factor {scaling_factor}")
+    del pool
+
+    unet = UNet2DConditionModel(**dict(UNET_CONFIG, block_out_channels=tuple(args.unet_channels)))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    ids = tokenize(captions)
+    empty_ids = tokenize([""])[0]
+    ema = EMA([unet, text_encoder], 0.999)
+
+    def export_now(step: int, final: bool = False) -> None:
+        live = ema.copy_to()
+        m = dict(meta, unet_steps_so_far=step, final=final,
+                 wall_seconds=round(time.time() - t_start, 1))
+        export(args.out, unet.eval(), vae, text_encoder.eval(), scaling_factor, factors, bias, m)
+        ema.restore(live)
+        unet.train()
+        text_encoder.train()
+        log(f"exported the EMA weights at step {step} to {args.out}")
+
+    meta["unet"] = train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids,
+                              Box(args.unet_minutes, args.unet_steps), gen, args.unet_batch, 1e-3, ema,
+                              args.work / "unet.pt", export_now)
+    meta["unet"]["block_out_channels"] = list(args.unet_channels)
+    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta["total_wall_seconds"] = round(time.time() - t_start, 1)
+    export_now(meta["unet"]["steps"], final=True)
+    total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    log(f"done in {meta['total_wall_seconds'] / 60:.1f} min; {args.out} is {total / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

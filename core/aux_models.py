@@ -14,7 +14,7 @@ from .models import DiffusionModel, hub_offline, transformers_dtype_kwargs
 
 # kind -> (default hub id, what it is for people)
 AUX_DEFAULTS = {
-    "clip": ("openai/clip-vit-base-patch16", "CLIP ViT-B/16 (image and text encoder)"),
+    "clip": ("openai/clip-vit-base-patch16", "a CLIP model (image and text encoder)"),
     "dino": ("facebook/dino-vitb8", "DINO ViT-B/8 (structure features)"),
     "blip": ("Salesforce/blip-image-captioning-base", "BLIP captioner"),
 }

@@ -182,8 +182,13 @@ def provide_random_aux(model) -> None:
     with torch.device(model.device):
         clip = CLIPModel(CLIPConfig(vision_config={"patch_size": 16}))
         dino = ViTModel(ViTConfig(patch_size=8), add_pooling_layer=False)
+    from core.methods.diffuseit import CLIP_DEFAULT
+
+    with torch.device(model.device):
+        clip32 = CLIPModel(CLIPConfig(vision_config={"patch_size": 32}))  # DiffuseIT's default CLIP
     dtype = model.dtype
     provide_aux("clip", model, clip.to(dtype=dtype), processor=model.tokenizer)
+    provide_aux("clip", model, clip32.to(dtype=dtype), processor=model.tokenizer, source=CLIP_DEFAULT)
     provide_aux("dino", model, dino.to(dtype=dtype))
 
 

@@ -233,7 +233,12 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, description: str) -> None:
         self.device_label.setText(f"Model: {description}")
-        self.statusBar().showMessage(f"Model ready: {description}", 5000)
+        if description.startswith("demo"):
+            # First runs have only the demo: say plainly how to get the real model.
+            self.statusBar().showMessage("Using the built-in demo model (it draws simple shapes). For real photos "
+                                         "get Stable Diffusion 1.5: Help ▸ Getting Stable Diffusion…", 15000)
+        else:
+            self.statusBar().showMessage(f"Model ready: {description}", 5000)
         if "cuda" in description:
             self._memory_timer.start()
             self._update_memory_label()

@@ -151,3 +151,12 @@ def test_form_is_generated_from_the_dataclass(qtbot):
     assert WithNewField.from_dict(form.values()).sharpness == 0.75
     form.reset()
     assert form.values()["sharpness"] == 0.25
+
+
+def test_first_launch_on_the_demo_explains_how_to_get_sd15(qtbot, monkeypatch, engine):
+    w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine, load_model=True)
+    qtbot.addWidget(w)
+    with qtbot.waitSignal(w.edit_session.controller.model_loaded, timeout=60000):
+        pass
+    assert "Getting Stable Diffusion" in w.statusBar().currentMessage()
+    assert w.device_label.text().startswith("Model: demo")

@@ -232,6 +232,7 @@ class MainWindow(QMainWindow):
             dialogs.show_info(self, "Getting Stable Diffusion", text)
 
     def _on_model_loaded(self, description: str) -> None:
+        self._hide_download()
         self.device_label.setText(f"Model: {description}")
         if description.startswith("demo"):
             # First runs have only the demo: say plainly how to get the real model.
@@ -244,13 +245,38 @@ class MainWindow(QMainWindow):
             self._update_memory_label()
 
     def _on_model_failed(self, kind: str, message: str) -> None:
+        self._hide_download()
         self.device_label.setText(f"Device: {describe_device()}")
         if kind != "cancelled":
             self._error("Model unavailable", message)
 
+    def _download_widgets(self):
+        """A progress bar and a Cancel button in the status bar, shown only while downloading."""
+        if not hasattr(self, "download_bar"):
+            from PySide6.QtWidgets import QProgressBar, QPushButton
+
+            self.download_bar = QProgressBar()
+            self.download_bar.setMaximumWidth(220)
+            self.download_bar.setFormat("Downloading %p%")
+            self.download_cancel = QPushButton("Cancel download")
+            self.download_cancel.clicked.connect(self.edit_session.controller.cancel_model_load)
+            for w in (self.download_bar, self.download_cancel):
+                self.statusBar().addWidget(w)
+                w.hide()
+        return self.download_bar, self.download_cancel
+
+    def _hide_download(self) -> None:
+        if hasattr(self, "download_bar"):
+            self.download_bar.hide()
+            self.download_cancel.hide()
+
     def _on_download_progress(self, done: int, total: int) -> None:
-        if total:
-            self.statusBar().showMessage(f"Downloading model: {done / 2**20:.0f} / {total / 2**20:.0f} MB")
+        bar, cancel = self._download_widgets()
+        bar.setRange(0, max(1, total // 2 ** 20))
+        bar.setValue(done // 2 ** 20)
+        bar.setToolTip(f"{done / 2**20:.0f} / {total / 2**20:.0f} MB")
+        bar.show()
+        cancel.show()
 
     def _update_memory_label(self) -> None:
         import torch

@@ -3,8 +3,11 @@ with the target word) − mean(over sentences with the source word), on the full
 
 The sentences come from the shipped template bank (resources/sentences/templates.txt, written by
 tools/make_sentence_bank.py): each template has one `{}` slot, so any word or short phrase gets the
-same ~1,000 varied sentences. Word means are computed in batches and cached per (model, word);
-directions per (model, word pair)."""
+same ~1,000 varied sentences. A model folder may ship its own bank (`sentences.txt` beside
+model_index.json, same format) written in the language its text encoder was trained on; the paper
+likewise generates the sentences for the domain. The embedded demo model does: its encoder has only
+ever read ShapesWorld captions. Word means are computed in batches and cached per (model, bank,
+word); directions per (model, bank, word pair)."""
 from __future__ import annotations
 
 import functools
@@ -21,6 +24,7 @@ from .errors import InvalidInput
 from .models import DiffusionModel
 
 BANK_PATH = resource_path("sentences", "templates.txt")
+MODEL_BANK_NAME = "sentences.txt"  # a model folder's own bank, used instead of BANK_PATH
 BATCH = 64
 _A_SLOT = re.compile(r"\b([Aa]) \{\}")
 
@@ -37,6 +41,14 @@ def load_templates(path: Path = BANK_PATH) -> tuple[str, ...]:
     if not templates or bad:
         raise InvalidInput(f"The sentence bank {path} is malformed (every line needs one '{{}}'): reinstall Malleable.")
     return templates
+
+
+def bank_path(model: DiffusionModel) -> Path:
+    """The bank for `model`: its folder's own `sentences.txt` when it ships one, else the generic bank."""
+    root = getattr(model, "root", None)
+    if root is not None and (Path(root) / MODEL_BANK_NAME).is_file():
+        return Path(root) / MODEL_BANK_NAME
+    return BANK_PATH
 
 
 def sentences_for(word: str, templates: Optional[Sequence[str]] = None) -> list[str]:
@@ -95,8 +107,8 @@ def mean_embedding(model: DiffusionModel, sentences: Sequence[str], batch: int =
 
 
 def _word_key(model: DiffusionModel, word: str) -> tuple:
-    return (model.model_id, str(model.device), " ".join(word.split()), len(load_templates()),
-            hash(load_templates()))
+    templates = load_templates(bank_path(model))
+    return (model.model_id, str(model.device), " ".join(word.split()), len(templates), hash(templates))
 
 
 def word_embedding(model: DiffusionModel, word: str, cache: Optional[LRUCache] = None,
@@ -107,7 +119,7 @@ def word_embedding(model: DiffusionModel, word: str, cache: Optional[LRUCache] =
         hit = cache.get(key)
         if hit is not None:
             return hit
-    emb = mean_embedding(model, sentences_for(word), check=check)
+    emb = mean_embedding(model, sentences_for(word, load_templates(bank_path(model))), check=check)
     if cache is not None:
         cache.put(key, emb)
     return emb

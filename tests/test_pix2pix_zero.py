@@ -89,6 +89,43 @@ def test_direction_is_cached_per_word_pair(tiny_model):
     assert torch.equal(d1, d2) and torch.allclose(d3, -d1)
 
 
+def test_a_model_folder_may_ship_its_own_sentence_bank(tiny_model, tmp_path):
+    import dataclasses
+
+    assert ed.bank_path(tiny_model) == ed.BANK_PATH  # no bank of its own: the generic one
+    (tmp_path / "sentences.txt").write_text("# a comment\na red {} on the left\na {} at the top\n")
+    own = dataclasses.replace(tiny_model, root=tmp_path, model_id="tiny-with-bank", _text_cache={})
+    assert ed.bank_path(own) == tmp_path / "sentences.txt"
+    cache = LRUCache(16)
+    with EncoderCalls(own) as enc:
+        d_own = ed.edit_direction(own, "cat", "dog", cache)
+    assert enc.rows == 2 * 2  # two sentences per word, from the model's bank
+    sentences = ["a red dog on the left", "a dog at the top", "a red cat on the left", "a cat at the top"]
+    with torch.no_grad():
+        out = own.text_encoder(own.tokenize(sentences))[0].float()
+    torch.testing.assert_close(d_own[0], out[:2].mean(0) - out[2:].mean(0), atol=2e-5, rtol=1e-4)
+    # the generic bank's direction is another one, and the cache keeps the two apart
+    d_generic = ed.edit_direction(tiny_model, "cat", "dog", cache)
+    assert not torch.allclose(d_own, d_generic)
+    (tmp_path / "sentences.txt").write_text("no slot here\n")
+    ed.load_templates.cache_clear()
+    with pytest.raises(InvalidInput, match="malformed"):
+        ed.edit_direction(own, "cat", "horse")
+
+
+def test_the_demo_ships_a_shapesworld_bank_in_its_folder():
+    from resources import resource_path
+
+    bank = ed.load_templates(resource_path("models", "demo", "sentences.txt"))
+    from tools.shapesworld import POSITIONS, SHAPES
+
+    assert len(bank) >= 500 and all(t.endswith("background") for t in bank)
+    after = [t.split("{} ")[1] for t in bank]
+    colour_slots = sum(a.startswith(SHAPES) for a in after)  # "a large {} circle ..."
+    shape_slots = sum(a.startswith(tuple(POSITIONS)) for a in after)  # "a large red {} on the left ..."
+    assert colour_slots + shape_slots == len(bank) and min(colour_slots, shape_slots) >= len(bank) // 3
+
+
 def test_empty_unknown_and_equal_words_are_invalid(tiny_model):
     tok = tiny_model.tokenizer
     for bad in ("", "   ", "\t\n"):
@@ -299,3 +336,9 @@ def test_empty_source_prompt_is_captioned_with_blip(engine_with_tiny, monkeypatc
                         aux.AuxModel(kind, "tiny", silent, proc))
     with pytest.raises(InvalidInput, match="source prompt"):
         engine_with_tiny.run(EditRequest(P2PZ, _image(seed=3), params))
+
+
+def test_committed_sentence_banks_match_their_generator(capsys):
+    from tools import make_sentence_bank
+
+    assert make_sentence_bank.main(["--check"]) == 0, capsys.readouterr().out

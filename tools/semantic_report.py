@@ -229,9 +229,19 @@ CANNOT_CHECK = {
                  "DINO keys.",
     "style-diffusion": "the mapping network reads the demo's tiny random CLIP image encoder: the learned "
                        "values carry only what a random encoder sees.",
-    "pix2pix-zero": "the edit direction comes from the generic sentence bank, which the demo's text encoder "
-                    "(trained on ShapesWorld captions only) has never seen beyond the shape words.",
+    # only said when the model ships no sentence bank of its own (the demo ships ShapesWorld captions)
+    "pix2pix-zero": "the edit direction comes from the generic sentence bank, which this model's text encoder "
+                    "may never have seen beyond the edit words.",
 }
+
+
+def cannot_check(engine, model_spec, method: str) -> Optional[str]:
+    if method == "pix2pix-zero":
+        from core.edit_directions import BANK_PATH, bank_path
+
+        if bank_path(engine.load_model(model_spec)) != BANK_PATH:
+            return None
+    return CANNOT_CHECK.get(method)
 
 
 def run_check(engine, model_spec, check: Check, seeds: list[int]) -> dict:
@@ -260,8 +270,9 @@ def run_check(engine, model_spec, check: Check, seeds: list[int]) -> dict:
            "notes": [o.notes for o in outcomes], "seconds": round(time.time() - t, 1)}
     if check.target_caption is not None:
         row["model_draws_target"] = model_draws(engine, model_spec, check, seeds)
-    if check.method in CANNOT_CHECK:
-        row["cannot_check"] = CANNOT_CHECK[check.method]
+    note = cannot_check(engine, model_spec, check.method)
+    if note:
+        row["cannot_check"] = note
     return row
 
 

@@ -4,6 +4,7 @@ cost of one UNet (and VAE) pass of that batch size — with the ratio of measure
 
     python -m tools.bench                 # SD 1.5 architecture, random weights, 512x512, on the GPU
     python -m tools.bench --tiny          # the demo model on the CPU, reduced steps (< 1 minute)
+    python -m tools.bench --quick --device cpu --size 64   # SD 1.5 path, reduced steps: checks the script
     python -m tools.bench --methods pnp,drag --out tools/bench_results/h100-2026-11-23.json
 
 Prints one JSON object. Benchmarks are not tests: nothing here asserts a time."""
@@ -195,6 +196,8 @@ def provide_random_aux(model) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="The demo model on the CPU with reduced steps.")
+    ap.add_argument("--quick", action="store_true",
+                    help="Reduced steps (as --tiny) on the SD 1.5 architecture: checks the full path on any machine.")
     ap.add_argument("--methods", help="Comma-separated method names (default: all registered).")
     ap.add_argument("--size", type=int, help="Image side in pixels (default 512, --tiny: 64).")
     ap.add_argument("--device", default=None)
@@ -228,9 +231,10 @@ def main(argv=None) -> dict:
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         device_type=device.type, precision=str(model.dtype).replace("torch.", ""), model=model.model_id,
         size=size, torch=torch.__version__, diffusers=__import__("diffusers").__version__,
-        date=datetime.date.today().isoformat(), tiny=args.tiny, methods={})
+        date=datetime.date.today().isoformat(), tiny=args.tiny, reduced_steps=args.tiny or args.quick,
+        methods={})
     for method in methods:
-        request = EditRequest(method.name, image, params_for(method, size, args.tiny),
+        request = EditRequest(method.name, image, params_for(method, size, args.tiny or args.quick),
                               model=ModelSpec("demo", str(device), args.precision))
         engine.clear_caches()
         cold = run_once(engine, request, device)

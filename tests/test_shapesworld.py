@@ -23,3 +23,18 @@ def test_ground_truth_matches_pixels():
     assert dominant_colour(rgb, s.masks[0]) == "red"
     assert dominant_colour(rgb, ~s.masks[0]) == "white"
     assert set(COLOURS) >= {"red", "blue"}
+
+
+def test_colour_of_a_blurred_thin_stroke_is_read_from_its_core():
+    from PIL import ImageFilter
+
+    from tools.eval_demo import background_image, foreground
+
+    s = sample_scene(random.Random(3), 64, n_shapes=1, shape="ring", colour="red", position="in the centre",
+                     background="blue", fill="outlined", size="large", two_tone=False)
+    soft = np.asarray(s.image.filter(ImageFilter.GaussianBlur(1.0)))  # as a VAE blurs thin strokes
+    bg = background_image(s)
+    ink = foreground(soft, bg)
+    assert dominant_colour(soft, ink) == "purple"  # the blend of red ink and blue background
+    assert dominant_colour(soft, ink, bg) == "red"
+    assert dominant_colour(np.asarray(s.image), s.masks[0] & ink, bg) == "red"

@@ -16,6 +16,9 @@ against the scene's ground truth:
 - colour: the dominant named colour of the foreground inside the region where the shape should be
   (the ground-truth silhouette, grown by 3 px) is the caption's colour.
 VAE: PSNR of encode -> decode on held-out scenes (uint8, 0..255).
+Ceiling: the same analysis of the held-out scenes themselves after encode -> decode (no generation):
+what a perfect UNet could score through this VAE, so a shortfall can be put on the VAE (and the
+reading of thin strokes) or on the UNet.
 """
 from __future__ import annotations
 
@@ -86,7 +89,7 @@ def analyse(rgb: np.ndarray, scene) -> dict:
         return dict(out, colour_ok=False, shape_ok=False, position_ok=False, colour=None, shape=None, position=None)
     where = grow(scene.masks[0], 3)
     region = fg & where
-    colour = dominant_colour(rgb, region if region.sum() >= 4 else scene.masks[0])
+    colour = dominant_colour(rgb, region if region.sum() >= 4 else scene.masks[0], bg)
     ys, xs = np.nonzero(fg)
     position = nearest_position((xs.mean(), ys.mean()))
     shape, ious = classify_shape(fg, spec, bg)
@@ -132,12 +135,22 @@ def generate(model, captions: list[str], steps: int, guidance: float, seed: int,
 
 
 @torch.no_grad()
+def round_trip(model, images: np.ndarray, batch: int = 50) -> np.ndarray:
+    """uint8 NHWC -> VAE encode -> decode -> uint8 NHWC."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    rec = torch.cat([model.decode_latents(model.encode_image(x[i:i + batch])) for i in range(0, len(x), batch)])
+    return ((rec + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def accuracy(rows: list[dict]) -> dict:
+    return {k: round(float(np.mean([r[f"{k}_ok"] for r in rows])), 3) for k in ("colour", "shape", "position")}
+
+
+@torch.no_grad()
 def vae_psnr(model, n: int) -> float:
     rng = random.Random(VAE_SEED)
     imgs = np.stack([np.asarray(sample_scene(rng, 64).image) for _ in range(n)])
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
-    rec = torch.cat([model.decode_latents(model.encode_image(x[i:i + 50])) for i in range(0, n, 50)])
-    rec = ((rec + 1) * 127.5).round().clamp(0, 255).permute(0, 2, 3, 1).numpy()
+    rec = round_trip(model, imgs).astype(np.float32)
     mse = ((rec - imgs.astype(np.float32)) ** 2).mean()
     return round(float(10 * np.log10(255.0 ** 2 / mse)), 2)
 
@@ -168,6 +181,8 @@ def main(argv=None) -> None:
     imgs = generate(model, [s.caption for s in scenes], args.steps, args.guidance, args.seed)
     gen_s = time.time() - t1
     rows = [analyse(img, s) for img, s in zip(imgs, scenes)]
+    rendered = np.stack([np.asarray(s.image) for s in scenes])
+    ceiling = accuracy([analyse(img, s) for img, s in zip(round_trip(model, rendered), scenes)])
     by_fill = {}
     for r, s in zip(rows, scenes):
         f = by_fill.setdefault(s.shapes[0].fill, {"n": 0, "colour": 0, "shape": 0, "position": 0})
@@ -177,10 +192,9 @@ def main(argv=None) -> None:
     result = {
         "model": args.model, "unet_steps_trained": meta.get("unet", {}).get("steps", meta.get("unet_steps_so_far")),
         "held_out_captions": len(scenes), "sampler": f"DDIM {args.steps} steps, CFG {args.guidance}",
-        "colour_accuracy": round(float(np.mean([r["colour_ok"] for r in rows])), 3),
-        "shape_accuracy": round(float(np.mean([r["shape_ok"] for r in rows])), 3),
-        "position_accuracy": round(float(np.mean([r["position_ok"] for r in rows])), 3),
+        **{f"{k}_accuracy": v for k, v in accuracy(rows).items()},
         "by_fill": {k: {m: (round(v[m] / v["n"], 3) if m != "n" else v["n"]) for m in v} for k, v in by_fill.items()},
+        "ceiling_through_vae": ceiling,
         "vae_psnr_db": vae_psnr(model, args.vae_scenes),
         "seconds_per_image": round(gen_s / len(scenes), 3),
         "seconds": round(time.time() - t0, 1),

@@ -57,7 +57,7 @@ def read(rgb: np.ndarray, scene, bg: Optional[np.ndarray] = None) -> Reading:
         return Reading(fg, None, None, None, 0.0)
     ys, xs = np.nonzero(fg)
     region = fg & grow(scene.masks[0], 3)
-    colour = dominant_colour(rgb, region if region.sum() >= 4 else fg)
+    colour = dominant_colour(rgb, region if region.sum() >= 4 else fg, bg)
     shape, _ = classify_shape(fg, spec, bg)
     inner = ~grow(~scene.masks[0], max(2, int(spec.radius * 0.35)))
     fill_ratio = float(fg[inner].mean()) if inner.sum() else 0.0

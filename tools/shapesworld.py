@@ -153,8 +153,16 @@ def scenes(seed: int, count: int, px: int = 64):
         yield sample_scene(rng, px)
 
 
-def dominant_colour(rgb: np.ndarray, mask: np.ndarray) -> str:
-    """The named colour nearest to the median colour under `mask` (for semantic checks)."""
+def dominant_colour(rgb: np.ndarray, mask: np.ndarray, background: np.ndarray | None = None) -> str:
+    """The named colour nearest to the median colour under `mask` (for semantic checks).
+
+    With `background` (RGB, one colour or HxWx3), only the half of the pixels farthest from it count:
+    a thin stroke's edges are blends of ink and background (anti-aliasing, the VAE's blur), and a
+    red outline on blue would otherwise read as purple. Its core is the ink."""
     pix = rgb[mask].astype(np.float32)
+    if background is not None and len(pix) >= 4:
+        bg = np.broadcast_to(np.asarray(background, np.float32), rgb.shape)[mask]
+        dist = ((pix - bg) ** 2).sum(-1)
+        pix = pix[dist >= np.median(dist)]
     med = np.median(pix, axis=0) if len(pix) else np.zeros(3)
     return min(COLOURS, key=lambda c: float(((np.array(COLOURS[c]) - med) ** 2).sum()))

@@ -2,6 +2,9 @@
 
     python -m tools.train_demo [--vae-minutes 14] [--unet-minutes 44] [--threads 2] [--seed 0]
     python -m tools.train_demo --smoke          # a two-minute run into build/train_demo_smoke/, to catch bugs
+    python -m tools.train_demo --resume --unet-minutes 90 --unet-lr 4e-4   # train the last checkpoint on
+    python -m tools.train_demo --decoder-only --vae-minutes 20              # sharpen the VAE decoder alone
+    python -m tools.train_demo --export-only    # write the model from the checkpoints in --work
 
 One seeded command, CPU only. Stages:
   1. render a fixed pool of ShapesWorld scenes (64 px) into a uint8 tensor, once (no flips: positions
@@ -14,6 +17,11 @@ One seeded command, CPU only. Stages:
      (so classifier-free guidance works), min-SNR-5 loss weighting, EMA of both;
   5. the EMA weights saved in half precision in diffusers layout (clip/ and dino/ beside them are
      left as they are), with training.json recording what was done, how long, and where.
+
+Training resumes: --resume continues the UNet and text encoder (and their EMA) from --work/unet.pt,
+and --decoder-only fine-tunes the VAE decoder with the encoder frozen, so the latents the UNet learnt
+stay exactly the same (it may run beside a --resume job; --export-only then joins the two).
+training.json keeps one entry per session in "sessions".
 
 Each stage is time-boxed (the learning rate decays over the box's elapsed fraction), so the step
 count is recorded rather than fixed; --vae-steps/--unet-steps fix it instead. Checkpoints land in
@@ -163,6 +171,44 @@ def train_vae(vae, pool: torch.Tensor, box: Box, gen: torch.Generator, batch: in
             "kl_weight": kl_weight}
 
 
+def train_decoder(vae, pool: torch.Tensor, box: Box, gen: torch.Generator, batch: int, lr: float) -> dict:
+    """Fine-tune the decoder alone on sampled latents of whole scenes: the encoder, and so every
+    latent the UNet was trained on, stays bit-identical."""
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    vae.eval()
+    vae.decoder.train()
+    step, hist = 0, []
+    n = len(pool)
+    while not box.done(step):
+        idx = torch.randint(0, n, (batch,), generator=gen)
+        x = to_signed(pool[idx])
+        with torch.no_grad():
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        d = vae.decode(z).sample - x
+        loss = d.abs().mean() + d.pow(2).mean()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(lr, step, box.frac(step), warmup=20)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        hist.append(float(d.detach().pow(2).mean()))
+        step += 1
+        if step % 50 == 0:
+            psnr = 10 * math.log10(4.0 / max(float(np.mean(hist[-50:])), 1e-12))
+            log(f"decoder step {step} train-psnr {psnr:.1f} dB ({box.elapsed():.0f} s)")
+    vae.eval()
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    return {"steps": step, "seconds": round(box.elapsed(), 1), "batch": batch, "lr": lr, "images": "64 px, whole"}
+
+
 @torch.no_grad()
 def encode_pool(vae, pool: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     means, stds = [], []
@@ -193,8 +239,16 @@ def fit_latent_statistics(vae, pool: torch.Tensor, means: torch.Tensor, gen: tor
 
 
 # ---- stage 4: UNet + text encoder ------------------------------------------------------------
+def save_unet_checkpoint(ckpt: Path, unet, text_encoder, ema: "EMA", step: int) -> None:
+    tmp = ckpt.with_suffix(".tmp")
+    torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
+                "ema": ema.shadow, "step": step}, tmp)
+    tmp.replace(ckpt)
+
+
 def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, box: Box,
-               gen: torch.Generator, batch: int, lr: float, ema: EMA, ckpt: Path, export_fn) -> dict:
+               gen: torch.Generator, batch: int, lr: float, ema: EMA, ckpt: Path, export_fn,
+               start_step: int = 0) -> dict:
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     abar = torch.cumprod(1 - betas, 0).float()
     snr = abar / (1 - abar)
@@ -203,7 +257,7 @@ def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, 
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     unet.train()
     text_encoder.train()
-    step, t_ckpt, hist = 0, time.time(), []
+    step, t_ckpt, hist = 0, time.time(), []  # step counts this session; start_step + step overall
     n = len(means)
     while not box.done(step):
         idx = torch.randint(0, n, (batch,), generator=gen)
@@ -224,18 +278,18 @@ def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        ema.update(step)
+        ema.update(start_step + step)
         hist.append(float((pred.detach() - eps).pow(2).mean()))
         step += 1
         if step % 50 == 0:
-            log(f"unet step {step} eps-mse {np.mean(hist[-50:]):.4f} lr {opt.param_groups[0]['lr']:.2e} "
+            log(f"unet step {start_step + step} eps-mse {np.mean(hist[-50:]):.4f} lr {opt.param_groups[0]['lr']:.2e} "
                 f"({box.elapsed():.0f} s)")
         if time.time() - t_ckpt > 300:
-            torch.save({"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(),
-                        "ema": ema.shadow, "step": step}, ckpt)
-            export_fn(step)
+            save_unet_checkpoint(ckpt, unet, text_encoder, ema, start_step + step)
+            export_fn(start_step + step)
             t_ckpt = time.time()
-    return {"steps": step, "seconds": round(box.elapsed(), 1), "batch": batch, "lr": lr,
+    save_unet_checkpoint(ckpt, unet, text_encoder, ema, start_step + step)
+    return {"steps": step, "first_step": start_step, "seconds": round(box.elapsed(), 1), "batch": batch, "lr": lr,
             "ema_decay": ema.decay, "caption_dropout": 0.1, "loss_weighting": "min-SNR-5",
             "final_eps_mse": round(float(np.mean(hist[-200:])), 5) if hist else None}
 
@@ -273,6 +327,25 @@ def export(out: Path, unet, vae, text_encoder, scaling_factor: float, factors, b
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def machine(threads: int) -> dict:
+    return {"where": "CPU only, no GPU", "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": threads, "torch": torch.__version__}
+
+
+def earlier_sessions(out: Path) -> list[dict]:
+    """The sessions recorded in the exported model's training.json (the first run kept its stages at the
+    top level: it becomes the first session)."""
+    f = out / "training.json"
+    if not f.is_file():
+        return []
+    old = json.loads(f.read_text())
+    if "sessions" in old:
+        return old["sessions"]
+    return [{k: old[k] for k in ("command", "started", "finished", "machine", "vae", "unet", "total_wall_seconds")
+             if k in old}]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)
@@ -286,8 +359,14 @@ def main(argv=None) -> None:
     ap.add_argument("--unet-steps", type=int, default=None)
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--unet-batch", type=int, default=64)
+    ap.add_argument("--unet-lr", type=float, default=1e-3)
     ap.add_argument("--vae-channels", type=int, nargs=3, default=[16, 32, 64])
     ap.add_argument("--unet-channels", type=int, nargs=3, default=list(UNET_CONFIG["block_out_channels"]))
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the UNet and text encoder from --work/unet.pt")
+    mode.add_argument("--decoder-only", action="store_true",
+                      help="fine-tune the VAE decoder of --work/vae_done.pt for --vae-minutes, then stop")
+    mode.add_argument("--export-only", action="store_true", help="write --out from the checkpoints in --work")
     ap.add_argument("--smoke", action="store_true", help="2-minute run into build/train_demo_smoke/")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -301,16 +380,14 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    # a resumed session draws other batches than the one it continues
+    gen = torch.Generator().manual_seed(args.seed + (7919 if args.resume or args.decoder_only else 0))
     args.work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    meta = {"command": "python -m tools.train_demo " + " ".join(argv if argv is not None else os.sys.argv[1:]),
-            "seed": args.seed, "pool": {"seed": POOL_SEED, "scenes": args.pool, "px": 64},
-            "machine": {"where": "CPU only, no GPU", "platform": platform.platform(),
-                        "processor": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count(), "torch_threads": args.threads,
-                        "torch": torch.__version__},
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    session = {"command": "python -m tools.train_demo " + " ".join(argv if argv is not None else os.sys.argv[1:]),
+               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(args.threads)}
+    continuing = args.resume or args.decoder_only or args.export_only
+    sessions = earlier_sessions(args.out) if continuing else []
 
     t = time.time()
     pool, captions = render_pool(args.pool)
@@ -322,12 +399,23 @@ def main(argv=None) -> None:
     if done.exists():
         state = torch.load(done, weights_only=False)
         vae.load_state_dict(state["vae"])
-        meta["vae"] = state["meta"]
         log(f"reusing the trained VAE from {done}")
+    elif continuing:
+        raise SystemExit(f"no trained VAE in {args.work}: run python -m tools.train_demo first")
     else:
-        meta["vae"] = train_vae(vae, pool, Box(args.vae_minutes, args.vae_steps), gen, args.vae_batch, 1e-3,
-                                1e-5, vae_ckpt)
-        torch.save({"vae": vae.state_dict(), "meta": meta["vae"]}, done)
+        session["vae"] = train_vae(vae, pool, Box(args.vae_minutes, args.vae_steps), gen, args.vae_batch, 1e-3,
+                                   1e-5, vae_ckpt)
+        torch.save({"vae": vae.state_dict(), "meta": session["vae"]}, done)
+    if args.decoder_only:
+        session["vae_decoder"] = train_decoder(vae, pool, Box(args.vae_minutes, args.vae_steps), gen,
+                                               args.vae_batch, 2e-4)
+        tmp = done.with_suffix(".tmp")
+        torch.save({"vae": vae.state_dict(), "meta": dict(state.get("meta", {}), decoder=session["vae_decoder"])}, tmp)
+        tmp.replace(done)
+        session["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        (args.work / "decoder_session.json").write_text(json.dumps(session, indent=2) + "\n")
+        log(f"fine-tuned the decoder; saved {done}. Join it with --export-only once the UNet is done.")
+        return
     vae.eval()
     for p in vae.parameters():
         p.requires_grad_(False)
@@ -343,26 +431,38 @@ def main(argv=None) -> None:
     ids = tokenize(captions)
     empty_ids = tokenize([""])[0]
     ema = EMA([unet, text_encoder], 0.999)
+    start_step = 0
+    if continuing:
+        ckpt = torch.load(args.work / "unet.pt", weights_only=False)
+        unet.load_state_dict(ckpt["unet"])
+        text_encoder.load_state_dict(ckpt["text_encoder"])
+        ema.shadow = ckpt["ema"]
+        start_step = ckpt["step"]
+        log(f"resuming from step {start_step}")
 
     def export_now(step: int, final: bool = False) -> None:
         live = ema.copy_to()
-        m = dict(meta, unet_steps_so_far=step, final=final,
-                 wall_seconds=round(time.time() - t_start, 1))
-        export(args.out, unet.eval(), vae, text_encoder.eval(), scaling_factor, factors, bias, m)
+        decoder = args.work / "decoder_session.json"
+        extra = [json.loads(decoder.read_text())] if args.export_only and decoder.is_file() else []
+        meta = {"seed": args.seed, "pool": {"seed": POOL_SEED, "scenes": args.pool, "px": 64},
+                "unet": {"steps": step, "block_out_channels": list(args.unet_channels)},
+                "vae": {"block_out_channels": list(args.vae_channels)},
+                "sessions": sessions + extra + [dict(session, wall_seconds=round(time.time() - t_start, 1))],
+                "final": final}
+        export(args.out, unet.eval(), vae, text_encoder.eval(), scaling_factor, factors, bias, meta)
         ema.restore(live)
         unet.train()
         text_encoder.train()
         log(f"exported the EMA weights at step {step} to {args.out}")
 
-    meta["unet"] = train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids,
-                              Box(args.unet_minutes, args.unet_steps), gen, args.unet_batch, 1e-3, ema,
-                              args.work / "unet.pt", export_now)
-    meta["unet"]["block_out_channels"] = list(args.unet_channels)
-    meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    meta["total_wall_seconds"] = round(time.time() - t_start, 1)
-    export_now(meta["unet"]["steps"], final=True)
+    if not args.export_only:
+        session["unet"] = train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids,
+                                     Box(args.unet_minutes, args.unet_steps), gen, args.unet_batch, args.unet_lr,
+                                     ema, args.work / "unet.pt", export_now, start_step)
+    session["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    export_now(start_step + session.get("unet", {}).get("steps", 0), final=True)
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
-    log(f"done in {meta['total_wall_seconds'] / 60:.1f} min; {args.out} is {total / 1e6:.1f} MB")
+    log(f"done in {(time.time() - t_start) / 60:.1f} min; {args.out} is {total / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

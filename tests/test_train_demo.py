@@ -1,0 +1,45 @@
+"""The demo model's training command: a run, a resumed run, a decoder-only run and an export, in
+miniature (a few steps on a small pool), ending in a model folder the app loads."""
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from tools import train_demo
+
+
+def _weights(folder, part):
+    return load_file(str(next((folder / part).glob("*.safetensors"))))
+
+
+def test_train_resume_finetune_decoder_and_export(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "demo"
+    small = ["--work", str(work), "--out", str(out), "--pool", "48", "--vae-batch", "4", "--unet-batch", "4"]
+    train_demo.main(small + ["--vae-steps", "2", "--unet-steps", "2"])
+    first = json.loads((out / "training.json").read_text())
+    assert first["unet"]["steps"] == 2 and first["final"] and len(first["sessions"]) == 1
+    unet_before = _weights(out, "unet")
+
+    train_demo.main(small + ["--resume", "--unet-steps", "3"])
+    resumed = json.loads((out / "training.json").read_text())
+    assert resumed["unet"]["steps"] == 5 and len(resumed["sessions"]) == 2
+    assert resumed["sessions"][1]["unet"]["first_step"] == 2
+    assert any(not torch.equal(unet_before[k], v) for k, v in _weights(out, "unet").items())
+
+    encoder_before = {k: v.clone() for k, v in torch.load(work / "vae_done.pt")["vae"].items()}
+    train_demo.main(small + ["--decoder-only", "--vae-steps", "2"])
+    after = torch.load(work / "vae_done.pt")["vae"]
+    changed = {k for k in after if not torch.equal(after[k], encoder_before[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)  # latents unchanged
+
+    train_demo.main(small + ["--export-only"])
+    final = json.loads((out / "training.json").read_text())
+    assert final["unet"]["steps"] == 5 and [bool(s.get("vae_decoder")) for s in final["sessions"]] == [
+        False, False, True, False]
+    vae = _weights(out, "vae")
+    assert torch.allclose(vae["decoder.conv_out.weight"].float(), after["decoder.conv_out.weight"].half().float())
+
+    from core.models import ModelSpec, load_model
+
+    model = load_model(ModelSpec(str(out), device="cpu"))
+    assert model.native_size == 64 and model.latent_rgb != [[0.0] * 3] * 4

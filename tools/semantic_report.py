@@ -136,6 +136,10 @@ def _p2p0_judge(a, b, rgb_in, rgb_out, scene):
         {"became": b.shape}
 
 
+def _p2p0_strong_params(f, scene, seed, work):
+    return dict(_p2p0_params(f, scene, seed, work), guidance=7.5)
+
+
 def _p2p0_colour_params(f, scene, seed, work):
     return dict(_p2p0_params(f, scene, seed, work), source_word="red", target_word="blue")
 
@@ -154,7 +158,8 @@ def _style_judge(a, b, rgb_in, rgb_out, scene):
         {"fill_ratio": round(b.fill_ratio, 2)}
 
 
-DRAG_DX = 20
+DRAG_DX = 20  # a fifth of the picture: at 512 px that would be a 160 px drag
+DRAG_LONG_STEPS = 200
 
 
 def _drag_params(f, scene, seed, work):
@@ -163,6 +168,10 @@ def _drag_params(f, scene, seed, work):
     vals = {pts: ((cx, cy, cx + DRAG_DX, cy),) if pts else None, _pick(f, "prompt"): scene.caption,
             "steps": 20, "seed": seed}
     return _with(f, {k: v for k, v in vals.items() if k})
+
+
+def _drag_long_params(f, scene, seed, work):
+    return dict(_drag_params(f, scene, seed, work), drag_steps=DRAG_LONG_STEPS)
 
 
 def _drag_judge(a, b, rgb_in, rgb_out, scene):
@@ -209,7 +218,11 @@ CHECKS = [
     Check("pix2pix-zero", "circle -> square: shape changes, colour and centroid (<= 3 px) stay",
           RED_CIRCLE, _p2p0_params, _p2p0_judge,
           lambda s: swap(s.caption, "circle", "square"), lambda r, s: r.shape == "square" and r.colour == "red"),
-    # a diagnostic beside the shape edit: the same method on an attribute the demo draws reliably
+    # diagnostics beside the shape edit: a stronger push along the direction (guidance 7.5 for the
+    # default 5), and the same method on an attribute the demo draws reliably
+    Check("pix2pix-zero", "circle -> square at guidance 7.5 (diagnostic): shape changes, colour and centroid "
+          "(<= 3 px) stay", RED_CIRCLE, _p2p0_strong_params, _p2p0_judge,
+          lambda s: swap(s.caption, "circle", "square"), lambda r, s: r.shape == "square" and r.colour == "red"),
     Check("pix2pix-zero", "red -> blue (diagnostic): blue, same shape class, centroid (<= 3 px) stays",
           RED_CIRCLE, _p2p0_colour_params, _p2p0_colour_judge,
           lambda s: swap(s.caption, "red", "blue"), lambda r, s: r.colour == "blue" and r.shape == "circle"),
@@ -218,6 +231,12 @@ CHECKS = [
           lambda s: swap(s.caption, "red", "outlined red"), lambda r, s: r.fill_ratio < 0.5 and r.colour == "red"),
     Check("drag", f"handle on the centre, target {DRAG_DX} px right: moves >= {DRAG_DX // 2} px, the rest stays",
           dict(RED_CIRCLE, size="medium", position="on the left"), _drag_params, _drag_judge,
+          None, None),
+    # a diagnostic beside it: the same drag with a larger step budget than the default 80 (which the
+    # paper tuned for short drags), to tell a method that cannot move the shape from one that stops early
+    Check("drag", f"handle on the centre, target {DRAG_DX} px right, drag_steps {DRAG_LONG_STEPS} (diagnostic): "
+          f"moves >= {DRAG_DX // 2} px, the rest stays",
+          dict(RED_CIRCLE, size="medium", position="on the left"), _drag_long_params, _drag_judge,
           None, None),
     Check("diffuseit", f"image-guided: background becomes {STYLE_BG} (style image), the circle stays (IoU >= 0.5)",
           RED_CIRCLE, _diffuseit_params, _diffuseit_judge, None, None),

@@ -94,7 +94,7 @@ def _pick(fields: dict, *names: str) -> Optional[str]:
 
 
 def _with(fields: dict, values: dict) -> dict:
-    """Only the parameters this method declares (pnp and drag are written on other branches)."""
+    """Only the parameters this method declares (a check may name an option another method lacks)."""
     return {k: v for k, v in values.items() if k in fields and v is not None}
 
 

@@ -45,9 +45,8 @@ def load_templates(path: Path = BANK_PATH) -> tuple[str, ...]:
 
 def bank_path(model: DiffusionModel) -> Path:
     """The bank for `model`: its folder's own `sentences.txt` when it ships one, else the generic bank."""
-    root = getattr(model, "root", None)
-    if root is not None and (Path(root) / MODEL_BANK_NAME).is_file():
-        return Path(root) / MODEL_BANK_NAME
+    if model.root is not None and (Path(model.root) / MODEL_BANK_NAME).is_file():
+        return Path(model.root) / MODEL_BANK_NAME
     return BANK_PATH
 
 

@@ -9,8 +9,8 @@ varied sentences. Run from the repository root:
     python -m tools.make_sentence_bank --check    # fail if a committed bank is out of date
 
 It also writes the demo model's own bank (resources/models/demo/sentences.txt): ShapesWorld captions
-with the shape's slot, since the demo's text encoder has only read ShapesWorld captions and the
-generic sentences mean nothing to it.
+with the slot in the shape's name or its colour, since the demo's text encoder has only read
+ShapesWorld captions and the generic sentences mean nothing to it.
 """
 from __future__ import annotations
 

@@ -106,6 +106,16 @@ def lr_at(base: float, step: int, frac: float, warmup: int = 100) -> float:
     return base * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def optimise(opt, params, loss: torch.Tensor, lr: float) -> None:
+    """One step at learning rate `lr`, gradients clipped to norm 1 (every stage trains this way)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 class EMA:
     def __init__(self, modules: list[torch.nn.Module], decay: float):
         self.decay = decay
@@ -150,12 +160,7 @@ def train_vae(vae, pool: torch.Tensor, box: Box, gen: torch.Generator, batch: in
         loss_rec = d.abs().mean() + d.pow(2).mean()
         loss_kl = post.kl().mean() / post.mean[0].numel()
         loss = loss_rec + kl_weight * loss_kl
-        for g in opt.param_groups:
-            g["lr"] = lr_at(lr, step, box.frac(step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimise(opt, vae.parameters(), loss, lr_at(lr, step, box.frac(step)))
         hist.append(float(d.detach().pow(2).mean()))
         step += 1
         if step % 50 == 0:
@@ -192,12 +197,7 @@ def train_decoder(vae, pool: torch.Tensor, box: Box, gen: torch.Generator, batch
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
         d = vae.decode(z).sample - x
         loss = d.abs().mean() + d.pow(2).mean()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(lr, step, box.frac(step), warmup=20)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimise(opt, params, loss, lr_at(lr, step, box.frac(step), warmup=20))
         hist.append(float(d.detach().pow(2).mean()))
         step += 1
         if step % 50 == 0:
@@ -272,12 +272,7 @@ def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, 
         cond = text_encoder(tok)[0]
         pred = unet(zt, t, cond).sample
         loss = ((pred - eps).pow(2).mean((1, 2, 3)) * weight[t]).mean()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(lr, step, box.frac(step))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimise(opt, params, loss, lr_at(lr, step, box.frac(step)))
         ema.update(start_step + step)
         hist.append(float((pred.detach() - eps).pow(2).mean()))
         step += 1
@@ -461,6 +456,8 @@ def main(argv=None) -> None:
                                      ema, args.work / "unet.pt", export_now, start_step)
     session["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     export_now(start_step + session.get("unet", {}).get("steps", 0), final=True)
+    if args.export_only:
+        (args.work / "decoder_session.json").unlink(missing_ok=True)  # now in training.json: record it once
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     log(f"done in {(time.time() - t_start) / 60:.1f} min; {args.out} is {total / 1e6:.1f} MB")
 

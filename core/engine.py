@@ -6,112 +6,21 @@ worker, benchmarks) all come through here."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import images
-from .cache import LRUCache, content_key
-from .errors import Cancelled, InvalidInput, MalleableError, out_of_memory_hint
+from .cache import LRUCache
+from .context import EditContext, MethodOutput
+from .errors import out_of_memory_hint
 from .events import CancelToken, EventSink, Reporter
-from .images import ImageLike, Placement, SourceImage
+from .images import Placement
 from .models import DiffusionModel, ModelManager, ModelSpec
-from .params import MethodParams
-from .registry import Method, get_method
-from .unet_calls import counters, vae_encode
-
-
-@dataclass
-class EditRequest:
-    method: str
-    image: Union[ImageLike, SourceImage]
-    params: Union[MethodParams, dict] = field(default_factory=dict)
-    mask: Optional[Union[ImageLike, np.ndarray]] = None  # white/1 = editable; float array or image
-    model: ModelSpec = field(default_factory=ModelSpec)
-
-
-@dataclass
-class EditResult:
-    image: Image.Image        # at the input's exact size (RGBA when the input had alpha)
-    method: str
-    model_id: str
-    params: dict
-    seconds: float
-    stages: dict
-    info: dict = field(default_factory=dict)   # method-specific results (e.g. drag "handles")
-    passes: dict = field(default_factory=dict)  # UNet/VAE pass counts of this run
-
-    @property
-    def width(self) -> int:
-        return self.image.size[0]
-
-    @property
-    def height(self) -> int:
-        return self.image.size[1]
-
-
-@dataclass
-class MethodOutput:
-    image: torch.Tensor            # [1,3,H,W] in -1..1 at working size
-    info: dict = field(default_factory=dict)
-
-
-@dataclass
-class EditContext:
-    """Everything a method's run function needs."""
-
-    engine: "Engine"
-    model: DiffusionModel
-    source: SourceImage
-    place: Placement
-    image: torch.Tensor                 # [1,3,H,W] -1..1 working canvas, on the model's device
-    mask: Optional[torch.Tensor]        # [1,1,H,W] 0..1 at working size, or None (edit everything)
-    reporter: Reporter
-    method: Method
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def image_key(self) -> str:
-        return self.source.content_hash() + f"@{self.place.work_w}x{self.place.work_h}"
-
-    def latent_mask(self) -> Optional[torch.Tensor]:
-        if self.mask is None:
-            return None
-        s = self.model.vae_scale
-        return torch.nn.functional.interpolate(self.mask, scale_factor=1 / s, mode="area").to(self.device)
-
-    def generator(self, seed: int) -> torch.Generator:
-        # CPU generator: identical noise on every device, so a seed means the same picture everywhere.
-        return torch.Generator("cpu").manual_seed(int(seed))
-
-    def randn(self, shape, seed: int) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator(seed)).to(self.device)
-
-    def cache(self, name: str, max_items: int = 8) -> LRUCache:
-        return self.engine.cache(name, max_items)
-
-    def encode_source(self) -> torch.Tensor:
-        """The input's latent, cached per (model, image)."""
-        key = (self.model.model_id, str(self.device), self.image_key)
-        cache = self.cache("source_latent")
-        lat = cache.get(key)
-        if lat is None:
-            with torch.no_grad():
-                lat = vae_encode(self.model, self.image)
-            cache.put(key, lat)
-        return lat
-
-    def to_input_xy(self, x: float, y: float) -> tuple[float, float]:
-        return self.place.to_input(x, y)
-
-    def to_work_xy(self, x: float, y: float) -> tuple[float, float]:
-        return self.place.to_work(x, y)
+from .registry import get_method
+from .request import EditRequest, EditResult
+from .unet_calls import counters
 
 
 class Engine:
@@ -140,23 +49,7 @@ class Engine:
             cancel: Optional[CancelToken] = None) -> EditResult:
         started = time.perf_counter()
         method = get_method(request.method)
-        params = request.params
-        if isinstance(params, dict):
-            params = method.params.from_dict(params)
-        elif not isinstance(params, method.params):
-            raise InvalidInput(f"Parameters for {method.name} must be {method.params.__name__}.")
-        params.validate()
-        source = request.image if isinstance(request.image, SourceImage) else images.load_image(request.image)
-        mask = None
-        if request.mask is not None:
-            if isinstance(request.mask, np.ndarray) and request.mask.dtype != np.uint8:
-                mask = np.clip(request.mask.astype(np.float32), 0, 1)
-                if mask.shape != source.rgb.shape[:2]:
-                    raise InvalidInput("The mask must have the image's size.")
-                if mask.max() <= 0:
-                    raise InvalidInput("The mask is empty: paint the region to edit.")
-            else:
-                mask = images.load_mask(request.mask, source.size)
+        params, source, mask = request.params, request.image, request.mask
 
         reporter = Reporter(events, cancel)
         reporter.stage("load", 1)
@@ -165,7 +58,7 @@ class Engine:
         work = images.to_working_tensor(source, place).to(model.device)
         reporter.preview_transform = _preview_crop(place)
         work_mask = images.mask_to_working(mask, place).to(model.device) if mask is not None else None
-        ctx = EditContext(self, model, source, place, work, work_mask, reporter, method)
+        ctx = EditContext(self, model, source, place, work, work_mask, reporter, method, request.inputs)
         before = dict(counters(model))
         try:
             out: MethodOutput = method.run(ctx, params)
@@ -184,7 +77,8 @@ class Engine:
         after = counters(model)
         passes = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
         return EditResult(result_image, method.name, model.model_id, params.to_dict(),
-                          time.perf_counter() - started, reporter.timer.close(), out.info, passes)
+                          time.perf_counter() - started, reporter.timer.close(), out.info, passes,
+                          request.origin)
 
 
 def _preview_crop(place: Placement):

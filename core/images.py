@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
+from .files import atomic_write
+from .formats import OUTPUT_FORMATS, describe_outputs
 
 MIN_SIDE = 16
 MAX_PIXELS = 100_000_000
@@ -30,13 +32,19 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS + 1
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class SourceImage:
-    """The input as the engine sees it: RGB uint8 HxWx3 and alpha uint8 HxW (or None)."""
+    """The input as the engine sees it: RGB uint8 HxWx3 and alpha uint8 HxW (or None). Immutable:
+    the arrays are made read-only, so a request that holds one can be shared between threads."""
 
     rgb: np.ndarray
     alpha: Optional[np.ndarray] = None
     name: str = "image"
+
+    def __post_init__(self) -> None:
+        for arr in (self.rgb, self.alpha):
+            if arr is not None and arr.flags.writeable:
+                arr.flags.writeable = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -44,10 +52,15 @@ class SourceImage:
         return self.rgb.shape[1], self.rgb.shape[0]
 
     def content_hash(self) -> str:
-        h = hashlib.sha256()
-        h.update(str(self.rgb.shape).encode())
-        h.update(np.ascontiguousarray(self.rgb).tobytes())
-        return h.hexdigest()[:32]
+        """sha256 of the RGB pixels (alpha is restored from the input, never edited), computed once."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            h = hashlib.sha256()
+            h.update(str(self.rgb.shape).encode())
+            h.update(np.ascontiguousarray(self.rgb).tobytes())
+            cached = h.hexdigest()[:32]
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 def _to_8bit_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -219,16 +232,12 @@ def composite(src: SourceImage, edited_rgb: np.ndarray, mask: Optional[np.ndarra
     return Image.fromarray(np.ascontiguousarray(out), "RGB")
 
 
-OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
-                  ".tiff": "TIFF", ".bmp": "BMP"}
-
-
 def check_output_path(path: Path) -> str:
     """The Pillow format for `path`, or InvalidInput, checked before any work is done."""
     path = Path(path)
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InvalidInput(f"Unknown output format '{path.suffix}': use .png, .jpg, .webp, .tif or .bmp.")
+        raise InvalidInput(f"Unknown output format '{path.suffix}': use {describe_outputs()}.")
     if not path.parent.is_dir():
         raise InvalidInput(f"Output folder does not exist: {path.parent}")
     return fmt
@@ -240,13 +249,8 @@ def save_atomic(image: Image.Image, path: Path) -> None:
     fmt = check_output_path(path)
     if fmt in ("JPEG", "BMP") and image.mode == "RGBA":
         image = image.convert("RGB")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     try:
-        kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-        image.save(tmp, format=fmt, **kwargs)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: image.save(fh, format=fmt, **kwargs))
     except OSError as e:
         raise InvalidInput(f"Cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()

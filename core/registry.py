@@ -23,6 +23,9 @@ class Method:
 
 _METHODS: dict[str, Method] = {}
 _loaded = False
+# The order front ends list methods in; methods not named here
+# follow in the order they were registered.
+ORDER = ("reconstruct", "pnp", "drag", "pix2pix-zero", "style-diffusion", "diffuseit")
 
 
 def register(method: Method) -> Method:
@@ -34,7 +37,12 @@ def _ensure_loaded() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        importlib.import_module("core.methods")
+        importlib.import_module("core.methods").discover()
+
+
+def rediscover() -> None:
+    """Look for method folders again (a package added to core.methods.__path__ at run time)."""
+    importlib.import_module("core.methods").discover()
 
 
 def get_method(name: str) -> Method:
@@ -46,4 +54,5 @@ def get_method(name: str) -> Method:
 
 def all_methods() -> list[Method]:
     _ensure_loaded()
-    return list(_METHODS.values())
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(_METHODS.values(), key=lambda m: rank.get(m.name, len(ORDER)))

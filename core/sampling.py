@@ -70,16 +70,39 @@ def ddim_invert(model: DiffusionModel, schedule: DDIMSchedule, latent0: torch.Te
             eps = eps_refiner(eps, x, t, i).detach()
         # The UNet predicts at t from the latent at the previous (lower) timestep: DDIM's inversion
         # approximation, exact in the limit of many steps.
-        x0, eps_ = schedule.x0_and_eps(x, eps, t) if schedule.prediction_type != "epsilon" else (None, eps)
+        x0, eps_ = schedule.x0_and_eps(x, eps, t)
         x = schedule.invert_step(x, eps_, schedule.prev_timestep(i), t)
         lat[i] = x[0]
         if reporter:
-            prev = schedule.x0_and_eps(x, eps_, t)[0]
-            reporter.step(k + 1, total, latent_preview(model, prev))
+            reporter.step(k + 1, total, latent_preview(model, x0))
     return Trajectory(lat, list(schedule.timesteps), stop_index)
 
 
 StepFn = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
+def keep_outside(mask: torch.Tensor, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """`x` inside the mask (1 = editable), `source` outside, blended where the mask is soft: the
+    model then generates the edited region against the real surroundings (blended latent diffusion),
+    so the engine's feathered pixel composite cross-fades between nearly identical pixels."""
+    return source + mask.to(x) * (x - source)
+
+
+def keep_outside_trajectory(mask: Optional[torch.Tensor], traj: "Trajectory", rows: int | None = None):
+    """An `after_step` for `denoise` that resets the latent outside `mask` to the source trajectory
+    after every step (traj.at(i + 1): the source at the next timestep, the clean latent after the
+    last). `rows`: only the first `rows` batch items are the edit (others are reference branches).
+    None when there is no mask."""
+    if mask is None:
+        return None
+
+    def after_step(x_prev: torch.Tensor, i: int) -> torch.Tensor:
+        source = traj.at(i + 1).to(x_prev.device)
+        if rows is None:
+            return keep_outside(mask, x_prev, source)
+        return torch.cat([keep_outside(mask, x_prev[:rows], source), x_prev[rows:]])
+
+    return after_step
 
 
 def denoise(model: DiffusionModel, schedule: DDIMSchedule, x: torch.Tensor, predict: StepFn,

@@ -5,7 +5,36 @@ guidance needs gradients through it, and methods need x0 and eps at every step. 
 alphas come from diffusers' DDIMScheduler configured from the model's own scheduler config."""
 from __future__ import annotations
 
+from typing import Union
+
 import torch
+
+Alpha = Union[float, torch.Tensor]  # ᾱ_t: a number, or a tensor broadcastable to the latents
+
+
+# ---- what the UNet predicts, in one place ----------------------------------------------------------
+# ε-, v- and x0- ("sample") prediction are three ways of writing the same pair (x0, ε) given x_t:
+#     x_t = √ᾱ·x0 + √(1−ᾱ)·ε,   v = √ᾱ·ε − √(1−ᾱ)·x0
+# Every conversion between them goes through these two functions.
+
+def split_prediction(prediction_type: str, x_t: torch.Tensor, model_out: torch.Tensor, alpha: Alpha):
+    """The model's output at x_t -> (x0, ε)."""
+    sa, sb = alpha ** 0.5, (1 - alpha) ** 0.5
+    if prediction_type == "v_prediction":
+        return sa * x_t - sb * model_out, sa * model_out + sb * x_t
+    if prediction_type == "sample":
+        return model_out, (x_t - sa * model_out) / sb
+    return (x_t - sb * model_out) / sa, model_out
+
+
+def prediction_from(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, alpha: Alpha) -> torch.Tensor:
+    """(x0, ε) -> what the model should output (its training target)."""
+    sa, sb = alpha ** 0.5, (1 - alpha) ** 0.5
+    if prediction_type == "v_prediction":
+        return sa * eps - sb * x0
+    if prediction_type == "sample":
+        return x0
+    return eps
 
 
 class DDIMSchedule:
@@ -37,18 +66,11 @@ class DDIMSchedule:
 
     # ---- conversions ---------------------------------------------------------------------------
     def x0_and_eps(self, x_t: torch.Tensor, model_out: torch.Tensor, t: int):
-        a = self.alpha(t)
-        sa, sb = a ** 0.5, (1 - a) ** 0.5
-        if self.prediction_type == "v_prediction":
-            x0 = sa * x_t - sb * model_out
-            eps = sa * model_out + sb * x_t
-        elif self.prediction_type == "sample":
-            x0 = model_out
-            eps = (x_t - sa * x0) / sb
-        else:
-            eps = model_out
-            x0 = (x_t - sb * eps) / sa
-        return x0, eps
+        return split_prediction(self.prediction_type, x_t, model_out, self.alpha(t))
+
+    def model_output(self, x0: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
+        """The model output that (x0, ε) correspond to at t (inverse of x0_and_eps)."""
+        return prediction_from(self.prediction_type, x0, eps, self.alpha(t))
 
     def step(self, x_t: torch.Tensor, model_out: torch.Tensor, i: int) -> torch.Tensor:
         """Deterministic DDIM step from timesteps[i] to the next lower timestep."""

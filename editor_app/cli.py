@@ -103,9 +103,31 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def run_edit(argv: list[str]) -> int:
-    from core import EditRequest, MalleableError, ModelSpec
+def run_through_runner(request, on_progress):
+    """Run one request on a LocalRunner (the same path as the GUI and batch runs) and return its
+    EditResult; a failure is raised as the engine's own error type, Ctrl+C as KeyboardInterrupt
+    once the engine has stopped at its next step."""
     from core.engine import default_engine
+    from core.errors import Cancelled, MalleableError
+    from core.runner import Failed, Finished, JobCancelled, LocalRunner, ProgressEvent
+
+    runner = LocalRunner(default_engine())
+    try:
+        end = runner.run(request, lambda ev: on_progress(ev.progress) if isinstance(ev, ProgressEvent) else None)
+    finally:
+        runner.shutdown(wait=True)
+    if isinstance(end, Finished):
+        return end.result
+    if isinstance(end, JobCancelled):
+        raise Cancelled(end.message)
+    assert isinstance(end, Failed)
+    if isinstance(end.error, MalleableError):
+        raise end.error
+    raise MalleableError(end.message)
+
+
+def run_edit(argv: list[str]) -> int:
+    from core import EditRequest, ModelSpec
     from core.images import check_output_path, load_image, save_atomic
     from core.params import from_namespace
     from core.registry import get_method
@@ -123,7 +145,7 @@ def run_edit(argv: list[str]) -> int:
         preview_dir.mkdir(parents=True, exist_ok=True)
     spec = ModelSpec(args.model, args.device, args.precision, args.allow_pickle)
     request = EditRequest(method.name, image, params, mask=args.mask, model=spec)
-    result = default_engine().run(request, ProgressPrinter(args.quiet, preview_dir))
+    result = run_through_runner(request, ProgressPrinter(args.quiet, preview_dir))
     save_atomic(result.image, out)
     if args.json:
         summary = dict(method=method.name, model=result.model_id, input=str(src), output=str(out),

@@ -124,7 +124,7 @@ class EditController(QObject):
         return self.running is not None
 
     def submit(self, request: EditRequest, context: Any = None) -> EditJob:
-        request.model = self.model_spec
+        request = request.replace(model=self.model_spec)
         job = EditJob(next(self._ids), request, context)
         if self.running is None:
             self._start(job)

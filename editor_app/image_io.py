@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PySide6.QtGui import QImage
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+from core.formats import IMAGE_EXTENSIONS  # noqa: F401  (re-exported for the editor)
+
 EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 

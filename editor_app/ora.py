@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from core.files import atomic_write
 
 from .compositing import apply_mask, composite_rgba
 from .image_io import ImageReadError, decode_image, encode_png
@@ -62,25 +63,6 @@ class ProjectData:
 
 
 # ---------------------------------------------------------------------------------------- writing
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Write through a temporary file in the same folder, then rename over the target: a crash
-    or a full disk leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _thumbnail_png(rgba: np.ndarray) -> bytes:
     img = Image.fromarray(rgba)
     img.thumbnail((256, 256))

@@ -9,7 +9,9 @@ from PIL import Image
 
 from .document import Document, Layer
 from .image_io import EXPORT_FORMATS, load_image_rgba
-from .ora import LayerData, OraError, ProjectData, atomic_write, read_ora, write_ora
+from core.files import atomic_write
+
+from .ora import LayerData, OraError, ProjectData, read_ora, write_ora
 
 PROJECT_EXTENSION = ".ora"
 

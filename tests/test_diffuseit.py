@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from core.aux_models import load_aux
-from core.diffuseit_losses import (ClipEncoder, DinoEncoder, patch_nce_loss, self_similarity_loss)
+from core.methods.diffuseit.losses import (ClipEncoder, DinoEncoder, patch_nce_loss, self_similarity_loss)
 from core.engine import EditRequest
 from core.errors import InvalidInput, ModelUnavailable
-from core.methods.diffuseit import DiffuseITParams, Objective, checkpointed_decoder
+from core.methods.diffuseit.method import DiffuseITParams, Objective, checkpointed_decoder
 from core.unet_calls import vae_decode
 from tests.tiny import write_char_tokenizer
 
@@ -182,6 +182,19 @@ def test_image_guidance_end_to_end_with_mask(engine_with_tiny, encoders, tmp_pat
                                                                 **encoders)))
 
 
+def test_style_image_given_as_pixels_needs_no_file(engine_with_tiny, encoders, tmp_path):
+    """A layer used as the style image travels in the request as pixels: same result as the file."""
+    style_rgb = picture(48, 40, seed=5)[:, ::-1].copy()
+    style = tmp_path / "style.png"
+    Image.fromarray(style_rgb).save(style)
+    src = picture()
+    from_file = engine_with_tiny.run(EditRequest("diffuseit", src, dict(style_image=str(style), **FAST, **encoders)))
+    from_pixels = engine_with_tiny.run(EditRequest("diffuseit", src, dict(style_image="Layer: Style", **FAST,
+                                                                          **encoders),
+                                                   inputs={"style_image": style_rgb}))
+    assert np.array_equal(np.asarray(from_file.image), np.asarray(from_pixels.image))
+
+
 @pytest.mark.parametrize("guide", ["text", "image"])
 def test_guidance_lowers_total_loss(engine_with_tiny, tiny_model, encoders, tmp_path, guide):
     """Guided and unguided sampling from the same noise: the guided result has the lower l_total."""
@@ -227,9 +240,9 @@ def test_normalisation_read_from_the_model_folder(tmp_path):
     import json
 
     from core.aux_models import AuxModel
-    from core.diffuseit_losses import IMAGENET_MEAN, IMAGENET_STD, normalisation
+    from core.vision import IMAGENET_MEAN, IMAGENET_STD, normalisation
 
     aux = AuxModel("dino", str(tmp_path), torch.nn.Identity())
-    assert normalisation(aux, IMAGENET_MEAN, IMAGENET_STD) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert normalisation(aux.processor, IMAGENET_MEAN, IMAGENET_STD, aux.source) == (IMAGENET_MEAN, IMAGENET_STD)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(image_mean=[0.5] * 3, image_std=[0.25] * 3)))
-    assert normalisation(aux, IMAGENET_MEAN, IMAGENET_STD) == ((0.5,) * 3, (0.25,) * 3)
+    assert normalisation(aux.processor, IMAGENET_MEAN, IMAGENET_STD, aux.source) == ((0.5,) * 3, (0.25,) * 3)

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from core.attention import AttnCall, attention_layers, parse_layer_name
-from core.drag_lora import (ADAPTER, TARGET_MODULES, LatentCrops, identity_loss, lora_adapter, lora_layers,
+from core.methods.drag.lora import (ADAPTER, TARGET_MODULES, LatentCrops, identity_loss, lora_adapter, lora_layers,
                             train_identity_lora)
-from core.drag_motion import (ReferenceAttention, drag_latent, motion_loss, reference_blocks, sample_points,
+from core.methods.drag.motion import (ReferenceAttention, drag_latent, motion_loss, reference_blocks, sample_points,
                               track_points)
 from core.engine import EditRequest
 from core.errors import Cancelled, InvalidInput
 from core.events import CancelToken
 from core.images import plan_working_size
-from core.methods.drag import DragParams, grid_to_input, points_to_grid
+from core.methods.drag.method import DragParams, grid_to_input, points_to_grid
 from core.sampling import ddim_invert
 from core.schedule import DDIMSchedule
 from core.unet_calls import counters, unet_forward

@@ -49,8 +49,16 @@ def test_queue_supersedes_same_method_and_cancel_stops(qtbot, controller):
 
 
 def test_engine_errors_come_back_as_signals(qtbot, controller):
+    # A handle off the 48x32 picture is only found once the engine knows the picture's size.
     with qtbot.waitSignal(controller.failed, timeout=30000) as blocker:
-        controller.submit(EditRequest("reconstruct", _img(), {"steps": 3}, mask=np.zeros((5, 5), np.float32)))
+        controller.submit(EditRequest("drag", _img(), {"points": [(500, 5, 10, 10)], "lora_steps": 0}))
     job, kind, message = blocker.args
-    assert kind == "invalid input" and "mask" in message.lower()
+    assert kind == "invalid input" and "outside" in message
     assert not controller.busy
+
+
+def test_a_bad_request_is_refused_before_it_is_queued():
+    from core import InvalidInput
+
+    with pytest.raises(InvalidInput, match="mask"):
+        EditRequest("reconstruct", _img(), {"steps": 3}, mask=np.zeros((5, 5), np.float32))

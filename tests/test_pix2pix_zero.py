@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import edit_directions as ed
+from core.methods.pix2pix_zero import directions as ed
 from core.cache import LRUCache
 from core.engine import EditRequest
 from core.errors import InvalidInput, ModelUnavailable
 from core.images import feathered
-from core.noise_regularization import NoiseRegularizer, autocorrelation, kl_loss, pair_loss, regularize_noise
+from core.methods.pix2pix_zero.noise_regularization import NoiseRegularizer, autocorrelation, kl_loss, pair_loss, regularize_noise
 from core.sampling import ddim_invert
 from core.schedule import DDIMSchedule
 
@@ -202,7 +202,7 @@ def test_regularised_inversion_noise_is_whiter(tiny_model):
 # ---- cross-attention guidance ---------------------------------------------------------------------
 
 def test_cross_attention_guidance_lowers_attention_loss(tiny_model):
-    from core.methods.pix2pix_zero import CrossAttentionLoss, edit_pass, reference_pass
+    from core.methods.pix2pix_zero.method import CrossAttentionLoss, edit_pass, reference_pass
     from core.attention import attention_hooks
     from core.unet_calls import unet_forward
 

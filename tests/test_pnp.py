@@ -8,7 +8,7 @@ import torch
 from core.attention import AttentionRecorder, AttnCall, attention_hooks, parse_layer_name
 from core.engine import EditRequest
 from core.errors import InvalidInput
-from core.methods.pnp import (PnPParams, QKInjection, injected_steps, injection_plan, negative_alpha_at,
+from core.methods.pnp.method import (PnPParams, QKInjection, injected_steps, injection_plan, negative_alpha_at,
                               pnp_denoise)
 from core.registry import get_method
 from core.sampling import Trajectory, ddim_invert, denoise

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from core.attention import AttentionRecorder, attention_hooks
 from core.engine import EditRequest, Engine
 from core.errors import ModelUnavailable
-from core.methods import style_diffusion as sd
+from core.methods.style_diffusion import method as sd
 from core.sampling import ddim_invert, denoise, predict_cfg
 from core.schedule import DDIMSchedule
 from core.unet_calls import counters

@@ -183,7 +183,7 @@ def provide_random_aux(model) -> None:
     with torch.device(model.device):
         clip = CLIPModel(CLIPConfig(vision_config={"patch_size": 16}))
         dino = ViTModel(ViTConfig(patch_size=8), add_pooling_layer=False)
-    from core.methods.diffuseit import CLIP_DEFAULT
+    from core.methods.diffuseit.method import CLIP_DEFAULT
 
     with torch.device(model.device):
         clip32 = CLIPModel(CLIPConfig(vision_config={"patch_size": 32}))  # DiffuseIT's default CLIP

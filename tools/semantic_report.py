@@ -256,7 +256,7 @@ CANNOT_CHECK = {
 
 def cannot_check(engine, model_spec, method: str) -> Optional[str]:
     if method == "pix2pix-zero":
-        from core.edit_directions import BANK_PATH, bank_path
+        from core.methods.pix2pix_zero.directions import BANK_PATH, bank_path
 
         if bank_path(engine.load_model(model_spec)) != BANK_PATH:
             return None

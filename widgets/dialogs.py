@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from editor_app.image_io import IMAGE_EXTENSIONS
+from core.formats import IMAGE_EXTENSIONS
 
 OPEN_FILTER = ("Pictures and projects (*.ora " + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;"
                "OpenRaster projects (*.ora);;"

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 from superqt import QCollapsible
 
+from core.formats import file_dialog_filter
 from core.params import MethodParams
 
 INT_LIMIT = 2 ** 31 - 1
@@ -37,7 +38,7 @@ class PathField(QWidget):
 
     def _browse(self):
         path, _ = QFileDialog.getOpenFileName(self, "Choose an image", "",
-                                              "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp)")
+                                              f"Images ({file_dialog_filter()})")
         if path:
             self.set_value(path)
 

@@ -29,17 +29,17 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..attention import AttentionHook, AttnCall, attention_hooks
-from ..engine import EditContext, MethodOutput
-from ..errors import InvalidInput
-from ..events import Reporter
-from ..models import DiffusionModel
-from ..params import MethodParams, param
-from ..registry import Method, register
-from ..sampling import Trajectory, denoise, invert_cached
-from ..schedule import DDIMSchedule
-from ..unet_calls import unet_forward, vae_decode
-from ..unet_layout import corresponding_index, decoder_layers, forward_hook
+from ...attention import AttentionHook, AttnCall, attention_hooks
+from ...context import EditContext, MethodOutput
+from ...errors import InvalidInput
+from ...events import Reporter
+from ...models import DiffusionModel
+from ...params import MethodParams, param
+from ...registry import Method, register
+from ...sampling import Trajectory, denoise, invert_cached, keep_outside_trajectory
+from ...schedule import DDIMSchedule
+from ...unet_calls import unet_forward, vae_decode
+from ...unet_layout import corresponding_index, decoder_layers, forward_hook
 
 # SD 1.x decoder layers (numbered resnet by resnet, 0 = lowest resolution) named by the paper.
 SD1_FEATURE_LAYER = 4
@@ -180,14 +180,7 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
             uncond = alpha * uncond + (1.0 - alpha) * out[3:4]
         return uncond + p.guidance * (cond - uncond)
 
-    after_step = None
-    if keep_mask is not None:
-        m = keep_mask.to(traj.latents.device, torch.float32)
-
-        def after_step(x_prev: torch.Tensor, i: int) -> torch.Tensor:
-            # traj.at(i + 1) is the source latent at the next timestep (the clean latent after the last).
-            return m * x_prev + (1.0 - m) * traj.at(i + 1)
-
+    after_step = keep_outside_trajectory(keep_mask, traj)
     with attention_hooks(model.unet, qk, *observers), forward_hook(plan.feature_module, feat):
         latent = denoise(model, schedule, traj.noisiest, predict, reporter, stage="edit",
                          after_step=after_step)

@@ -10,17 +10,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ..cache import content_key
-from ..drag_lora import LatentCrops, get_lora_state, lora_adapter, set_lora_state, train_identity_lora
-from ..drag_motion import denoise_with_reference, drag_latent
-from ..engine import EditContext, MethodOutput
-from ..errors import InvalidInput
-from ..params import MethodParams, param
-from ..previews import latent_preview
-from ..registry import Method, register
-from ..sampling import invert_cached
-from ..schedule import DDIMSchedule
-from ..unet_calls import vae_decode
+from ...cache import content_key
+from .lora import LatentCrops, get_lora_state, lora_adapter, set_lora_state, train_identity_lora
+from .motion import denoise_with_reference, drag_latent
+from ...context import EditContext, MethodOutput
+from ...errors import InvalidInput
+from ...params import MethodParams, param
+from ...previews import latent_preview
+from ...registry import Method, register
+from ...sampling import invert_cached
+from ...schedule import DDIMSchedule
+from ...unet_calls import vae_decode
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,55 +3,22 @@ CLIP for text-guided style. Everything here is differentiable w.r.t. the image (
 and knows nothing about diffusion."""
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .aux_models import AuxModel
-from .errors import ModelUnavailable
+from ...aux_models import AuxModel
+from ...errors import ModelUnavailable
+from ...vision import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, normalisation, vit_pixels
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 NCE_TEMPERATURE = 0.07
 CUTOUT_MIN = 0.5  # smallest cut-out side, as a fraction of the image's shorter side
 
 
 def _side(value) -> int:
     return int(value[0] if isinstance(value, (tuple, list)) else value)
-
-
-def normalisation(aux: AuxModel, default_mean: Sequence[float], default_std: Sequence[float]):
-    """(mean, std) from the model's image processor or its preprocessor_config.json; else defaults."""
-    proc = aux.processor
-    for obj in (proc, getattr(proc, "image_processor", None)):
-        mean, std = getattr(obj, "image_mean", None), getattr(obj, "image_std", None)
-        if mean is not None and std is not None:
-            return tuple(mean), tuple(std)
-    cfg = Path(aux.source) / "preprocessor_config.json"
-    if cfg.is_file():
-        try:
-            data = json.loads(cfg.read_text())
-            if data.get("image_mean") and data.get("image_std"):
-                return tuple(data["image_mean"]), tuple(data["image_std"])
-        except (OSError, ValueError):
-            pass
-    return tuple(default_mean), tuple(default_std)
-
-
-def _prep(pix: torch.Tensor, size: int, mean, std, dtype) -> torch.Tensor:
-    """-1..1 pixels [B,3,H,W] -> the ViT's input: resized to size x size, normalised."""
-    x = (pix + 1) / 2
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return ((x - m) / s).to(dtype)
 
 
 def last_key_projection(vit: torch.nn.Module) -> torch.nn.Module:
@@ -71,7 +38,7 @@ class DinoEncoder:
         self.aux = aux
         self.model = aux.model
         self.size = _side(self.model.config.image_size)
-        self.mean, self.std = normalisation(aux, IMAGENET_MEAN, IMAGENET_STD)
+        self.mean, self.std = normalisation(aux.processor, IMAGENET_MEAN, IMAGENET_STD, aux.source)
         self.key_proj = last_key_projection(self.model)
         self.dtype = next(self.model.parameters()).dtype
 
@@ -80,7 +47,7 @@ class DinoEncoder:
         captured = []
         handle = self.key_proj.register_forward_hook(lambda _m, _i, out: captured.append(out))
         try:
-            out = self.model(pixel_values=_prep(pix, self.size, self.mean, self.std, self.dtype))
+            out = self.model(pixel_values=vit_pixels(pix, self.size, self.mean, self.std, self.dtype))
         finally:
             handle.remove()
         keys = captured[-1].float()[:, 1:]  # drop the [CLS] token: patches only
@@ -98,12 +65,12 @@ class ClipEncoder:
         self.aux = aux
         self.model = aux.model
         self.size = _side(self.model.config.vision_config.image_size)
-        self.mean, self.std = normalisation(aux, CLIP_MEAN, CLIP_STD)
+        self.mean, self.std = normalisation(aux.processor, CLIP_MEAN, CLIP_STD, aux.source)
         self.dtype = next(self.model.parameters()).dtype
 
     def image(self, pix: torch.Tensor) -> torch.Tensor:
         """pix [B,3,H,W] in -1..1 (any size: resized) -> [B,P] unit vectors, float32."""
-        x = _prep(pix, self.size, self.mean, self.std, self.dtype)
+        x = vit_pixels(pix, self.size, self.mean, self.std, self.dtype)
         return F.normalize(_pooled(self.model.get_image_features(pixel_values=x)).float(), dim=-1)
 
     @torch.no_grad()

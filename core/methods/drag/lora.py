@@ -15,10 +15,11 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from .events import Reporter
-from .models import DiffusionModel
-from .previews import latent_preview
-from .unet_calls import unet_forward, vae_encode
+from ...events import Reporter
+from ...models import DiffusionModel
+from ...previews import latent_preview
+from ...schedule import prediction_from, split_prediction
+from ...unet_calls import unet_forward, vae_encode
 
 ADAPTER = "malleable_drag"
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
@@ -144,12 +145,7 @@ def identity_loss(model: DiffusionModel, alphas: torch.Tensor, x0: torch.Tensor,
     a = alphas[t].view(-1, 1, 1, 1)
     noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
     out = unet_forward(model, noisy, t, cond)
-    if model.prediction_type == "v_prediction":
-        target = a.sqrt() * noise - (1 - a).sqrt() * x0
-    elif model.prediction_type == "sample":
-        target = x0
-    else:
-        target = noise
+    target = prediction_from(model.prediction_type, x0, noise, a)
     return F.mse_loss(out, target), out, noisy
 
 
@@ -158,7 +154,7 @@ def train_identity_lora(model: DiffusionModel, params: list[torch.nn.Parameter],
                         reporter: Optional[Reporter] = None, batch: int = BATCH) -> list[float]:
     """Fit the attached adapter to the image: AdamW, batches of random crops, uniform timesteps.
     Returns the loss of every step. Leaves the parameters without gradients."""
-    from .schedule import DDIMSchedule
+    from ...schedule import DDIMSchedule
 
     device = model.device
     alphas = DDIMSchedule(model.scheduler_config, 1).alphas_cumprod.to(device, torch.float32)
@@ -193,8 +189,4 @@ def train_identity_lora(model: DiffusionModel, params: list[torch.nn.Parameter],
 
 
 def _x0_from(model: DiffusionModel, noisy: torch.Tensor, out: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    if model.prediction_type == "v_prediction":
-        return a.sqrt() * noisy - (1 - a).sqrt() * out
-    if model.prediction_type == "sample":
-        return out
-    return (noisy - (1 - a).sqrt() * out) / a.sqrt()
+    return split_prediction(model.prediction_type, noisy, out, a)[0]

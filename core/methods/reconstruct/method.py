@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..engine import EditContext, MethodOutput
-from ..params import MethodParams, param
-from ..registry import Method, register
-from ..sampling import denoise, invert_cached
-from ..schedule import DDIMSchedule
-from ..unet_calls import unet_forward, vae_decode
+from ...context import EditContext, MethodOutput
+from ...params import MethodParams, param
+from ...registry import Method, register
+from ...sampling import denoise, invert_cached
+from ...schedule import DDIMSchedule
+from ...unet_calls import unet_forward, vae_decode
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,19 +29,20 @@ from typing import Optional
 import torch
 import torch.utils.checkpoint
 
-from .. import images
-from ..aux_models import load_aux
-from ..cache import content_key
-from ..diffuseit_losses import (ClipEncoder, DinoEncoder, cls_distance, cutouts, directional_clip_loss,
+from ... import images
+from ...aux_models import load_aux
+from ...cache import content_key
+from .losses import (ClipEncoder, DinoEncoder, cls_distance, cutouts, directional_clip_loss,
                                 patch_nce_loss, range_loss, self_similarity_loss, text_direction)
-from ..engine import EditContext, MethodOutput
-from ..errors import InvalidInput, ModelUnavailable
-from ..models import DiffusionModel
-from ..params import MethodParams, param
-from ..previews import latent_preview
-from ..registry import Method, register
-from ..schedule import DDIMSchedule
-from ..unet_calls import unet_forward, vae_decode
+from ...context import EditContext, MethodOutput
+from ...errors import InvalidInput, ModelUnavailable
+from ...models import DiffusionModel
+from ...params import MethodParams, param
+from ...previews import latent_preview
+from ...registry import Method, register
+from ...sampling import keep_outside
+from ...schedule import DDIMSchedule
+from ...unet_calls import unet_forward, vae_decode
 
 CLIP_DEFAULT = "openai/clip-vit-base-patch32"  # the CLIP DiffuseIT was built with (AUX_DEFAULTS has B/16)
 SEM_EARLY = 0.25  # semantic divergence acts in resampling and the first quarter of the kept steps
@@ -201,11 +202,13 @@ def load_encoders(model: DiffusionModel, p: DiffuseITParams) -> tuple[DinoEncode
 
 def load_style(ctx: EditContext, path: str) -> tuple[torch.Tensor, str]:
     """The style image at the working canvas (stretched to the picture's area), cropped like the
-    source; and its content key."""
-    f = Path(path.strip()).expanduser()
-    if not f.is_file():
-        raise InvalidInput(f"Style image not found: {f}. Choose an existing image file.")
-    src = images.load_image(f)
+    source; and its content key. Pixels given with the request (a layer) win over the path."""
+    src = ctx.inputs.get("style_image")
+    if src is None:
+        f = Path(path.strip()).expanduser()
+        if not f.is_file():
+            raise InvalidInput(f"Style image not found: {f}. Choose an existing image file.")
+        src = images.load_image(f)
     pl = ctx.place
     place = images.Placement(pl.work_w, pl.work_h, pl.inner_w, pl.inner_h, pl.inner_w / src.size[0],
                              src.size[0], src.size[1])
@@ -299,7 +302,7 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
                 x_prev = x_prev - update * torch.clamp(limit / (rms + 1e-12), max=1.0)
             if lmask is not None:
                 known = src if t_prev < 0 else schedule.add_noise(src, noise, t_prev)
-                x_prev = lmask * x_prev + (1 - lmask) * known
+                x_prev = keep_outside(lmask, x_prev, known)
         return x_prev, x0
 
     if p.resample > 0:

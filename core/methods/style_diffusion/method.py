@@ -30,21 +30,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..attention import AttentionHook, AttentionRecorder, AttnCall, LayerInfo, attention_hooks
-from ..aux_models import AuxModel, load_aux
-from ..cache import content_key
-from ..engine import EditContext, MethodOutput
-from ..events import Reporter
-from ..models import DiffusionModel
-from ..params import MethodParams, param
-from ..previews import latent_preview
-from ..registry import Method, register
-from ..sampling import Trajectory, denoise, invert_cached
-from ..schedule import DDIMSchedule
-from ..unet_calls import unet_forward, vae_decode
+from ...attention import AttentionHook, AttentionRecorder, AttnCall, LayerInfo, attention_hooks
+from ...aux_models import AuxModel, load_aux
+from ...cache import content_key
+from ...context import EditContext, MethodOutput
+from ...events import Reporter
+from ...models import DiffusionModel
+from ...params import MethodParams, param
+from ...previews import latent_preview
+from ...registry import Method, register
+from ...sampling import Trajectory, denoise, invert_cached, keep_outside_trajectory
+from ...schedule import DDIMSchedule
+from ...unet_calls import unet_forward, vae_decode
+from ...vision import CLIP_MEAN, CLIP_STD, normalisation, vit_pixels
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 ATTN_REG_WEIGHT = 1.0      # weight of the attention regularisation against the latent loss
 EARLY_STOP = (1e-5, 2e-5)  # stop a step's iterations when loss < a + b·i (looser at later steps)
 
@@ -90,16 +89,7 @@ def _vision_config(model: nn.Module):
 def clip_pixels(image: torch.Tensor, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     """[1,3,H,W] in -1..1 -> CLIP's input: shortest side resized to `size` (bicubic), centre crop,
     normalised with CLIP's mean and std."""
-    x = (image.float() + 1) / 2
-    h, w = x.shape[-2:]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    x = x[..., top: top + size, left: left + size]
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    sd = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / sd
+    return vit_pixels(image, size, mean, std, centre_crop=True, mode="bicubic")
 
 
 @torch.no_grad()
@@ -114,8 +104,7 @@ def encode_clip_tokens(clip_model: nn.Module, image: torch.Tensor, text_dim: int
     networks only mix tokens (Conv1d over the token axis), so the features just need the text width."""
     tower = _vision_tower(clip_model)
     cfg = _vision_config(clip_model)
-    mean = tuple(getattr(processor, "image_mean", None) or CLIP_MEAN)
-    std = tuple(getattr(processor, "image_std", None) or CLIP_STD)
+    mean, std = normalisation(processor, CLIP_MEAN, CLIP_STD)
     dtype = next(clip_model.parameters()).dtype
     pixels = clip_pixels(image, int(cfg.image_size), mean, std).to(dtype)
     hidden = tower(pixel_values=pixels).last_hidden_state
@@ -484,14 +473,7 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
         u, c = out.chunk(2)
         return u + p.guidance * (c - u)
 
-    after = None
-    if latent_mask is not None:
-        m = latent_mask.to(traj.latents)
-
-        def after(x_prev, i):
-            keep = traj.latents[i + 1: i + 2]
-            return torch.cat([keep + m * (x_prev[:1] - keep), x_prev[1:]])
-
+    after = keep_outside_trajectory(latent_mask, traj, rows=1)  # row 0 is the target
     x = torch.cat([traj.noisiest, traj.noisiest])  # [target, source]: previews show the target
     out = denoise(model, schedule, x, predict, reporter, stage="edit", after_step=after)
     return out[:1]

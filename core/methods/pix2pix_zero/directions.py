@@ -19,9 +19,9 @@ import torch
 
 from resources import resource_path
 
-from .cache import LRUCache
-from .errors import InvalidInput
-from .models import DiffusionModel
+from ...cache import LRUCache
+from ...errors import InvalidInput
+from ...models import DiffusionModel
 
 BANK_PATH = resource_path("sentences", "templates.txt")
 MODEL_BANK_NAME = "sentences.txt"  # a model folder's own bank, used instead of BANK_PATH

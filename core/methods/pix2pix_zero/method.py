@@ -18,20 +18,20 @@ from typing import Callable, Optional
 
 import torch
 
-from ..attention import AttentionHook, AttnCall, attention_hooks
-from ..cache import content_key
-from ..edit_directions import check_word_pair, edit_direction
-from ..engine import EditContext, MethodOutput
-from ..errors import InvalidInput, ModelUnavailable
-from ..events import Reporter
-from ..models import DiffusionModel
-from ..noise_regularization import NoiseRegularizer
-from ..params import MethodParams, param
-from ..previews import latent_preview
-from ..registry import Method, register
-from ..sampling import denoise, invert_cached, predict_cfg
-from ..schedule import DDIMSchedule
-from ..unet_calls import unet_forward, vae_decode
+from ...attention import AttentionHook, AttnCall, attention_hooks
+from ...cache import content_key
+from .directions import check_word_pair, edit_direction
+from ...context import EditContext, MethodOutput
+from ...errors import InvalidInput, ModelUnavailable
+from ...events import Reporter
+from ...models import DiffusionModel
+from .noise_regularization import NoiseRegularizer
+from ...params import MethodParams, param
+from ...previews import latent_preview
+from ...registry import Method, register
+from ...sampling import denoise, invert_cached, keep_outside_trajectory, predict_cfg
+from ...schedule import DDIMSchedule
+from ...unet_calls import unet_forward, vae_decode
 
 NAME = "pix2pix-zero"
 
@@ -162,7 +162,7 @@ def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, 
 
 def caption_image(ctx: EditContext) -> str:
     """A BLIP caption of the input (cached per image), or ModelUnavailable asking for a caption."""
-    from ..aux_models import load_aux
+    from ...aux_models import load_aux
 
     cache = ctx.cache("captions", 32)
     key = (ctx.image_key, "blip")
@@ -218,12 +218,7 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
         ctx.reporter.stage("reference", 1)
         ctx.reporter.step(1, 1, latent_preview(model, traj.clean), message="reused")
 
-    lmask = ctx.latent_mask()
-    after_step = None
-    if lmask is not None:
-        def after_step(x, i):
-            return lmask * x + (1 - lmask) * traj.at(i + 1)
-
+    after_step = keep_outside_trajectory(ctx.latent_mask(), traj)
     edited = edit_pass(model, schedule, x_T, cond_edit, cond, reference, p.guidance, p.xa_guidance,
                        ctx.reporter, after_step)
     ctx.reporter.stage("decode", 1)

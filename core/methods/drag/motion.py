@@ -12,14 +12,14 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .attention import AttentionHook, AttnCall, attention_hooks
-from .events import Reporter
-from .models import DiffusionModel
-from .previews import latent_preview
-from .sampling import denoise
-from .schedule import DDIMSchedule
-from .unet_calls import unet_forward
-from .unet_layout import forward_hook, up_block_for_sd1
+from ...attention import AttentionHook, AttnCall, attention_hooks
+from ...events import Reporter
+from ...models import DiffusionModel
+from ...previews import latent_preview
+from ...sampling import denoise
+from ...schedule import DDIMSchedule
+from ...unet_calls import unet_forward
+from ...unet_layout import forward_hook, up_block_for_sd1
 
 STOP_RADIUS = 2.0  # feature-grid units: a handle this close to its target has arrived
 

@@ -107,8 +107,8 @@ class NoiseRegularizer:
     """An `eps_refiner` for `ddim_invert`: regularises each predicted noise.
 
     Shifts are drawn from a generator seeded by (seed, step index), so an inversion is reproducible
-    and `key` fully names its result. With a `schedule` of a v-prediction model, the model output is
-    converted to ε, regularised, and converted back."""
+    and `key` fully names its result. With the `schedule` of a v- or x0-prediction model, the model output
+    is converted to ε, regularised, and converted back."""
 
     def __init__(self, steps: int = 5, lambda_ac: float = 20.0, lambda_kl: float = 20.0, rolls: int = 5,
                  seed: int = 0, schedule=None):
@@ -133,14 +133,11 @@ class NoiseRegularizer:
         if not self.active:
             return model_out
         gen = torch.Generator("cpu").manual_seed(self.seed * 100003 + int(i))
-        v_pred = self.schedule is not None and self.schedule.prediction_type == "v_prediction"
-        if v_pred:
-            a = self.schedule.alpha(t)
-            sa, sb = a ** 0.5, (1 - a) ** 0.5
-            eps = sa * model_out + sb * x
-        else:
-            eps = model_out
+        if self.schedule is None or self.schedule.prediction_type == "epsilon":
+            return regularize_noise(model_out, self.steps, self.lambda_ac, self.lambda_kl, self.rolls, gen)
+        # v- or x0-prediction: regularise the ε the output implies at x_t = x, then return the output
+        # that implies exactly that ε at the same x_t (x0 follows from x and ε).
+        x0, eps = self.schedule.x0_and_eps(x, model_out, t)
         eps = regularize_noise(eps, self.steps, self.lambda_ac, self.lambda_kl, self.rolls, gen)
-        if v_pred:
-            return (eps - sb * x) / sa
-        return eps
+        x0 = (x - (1 - self.schedule.alpha(t)) ** 0.5 * eps) / self.schedule.alpha(t) ** 0.5
+        return self.schedule.model_output(x0, eps, t)

@@ -1,0 +1,2 @@
+"""The diffuseit method: see method.py."""
+from .method import METHOD  # noqa: F401  (importing registers it)

@@ -1,0 +1,2 @@
+"""The drag method: see method.py."""
+from .method import METHOD  # noqa: F401  (importing registers it)

@@ -1,0 +1,2 @@
+"""The pnp method: see method.py."""
+from .method import METHOD  # noqa: F401  (importing registers it)

@@ -304,13 +304,15 @@ class LocalRunner:
                     stop_running = r
             self._queue.append(job)
             position = len(self._queue) - 1 + (1 if self._running is not None else 0)
+            if stop_running is not None:
+                stop_running.cancel_token.cancel()
+            # Emitted under the lock, so the worker cannot report the job's Started before its
+            # Queued (listeners run briefly and never wait on the runner).
+            for j in replaced:
+                self._emit(JobCancelled(j, superseded=True, message="Superseded by a newer request."))
+            self._emit(Queued(job, position))
             self._ensure_thread()
             self._cv.notify_all()
-        if stop_running is not None:
-            stop_running.cancel_token.cancel()
-        for j in replaced:
-            self._emit(JobCancelled(j, superseded=True, message="Superseded by a newer request."))
-        self._emit(Queued(job, position))
         return job
 
     def _ensure_thread(self) -> None:

@@ -14,7 +14,7 @@ import torch
 from . import images
 from .cache import LRUCache
 from .context import EditContext, MethodOutput
-from .errors import out_of_memory_hint
+from .errors import InvalidInput, out_of_memory_hint
 from .events import CancelToken, EventSink, Reporter
 from .images import Placement
 from .models import DiffusionModel, ModelManager, ModelSpec
@@ -54,6 +54,11 @@ class Engine:
         reporter = Reporter(events, cancel)
         reporter.stage("load", 1)
         model = self.load_model(request.model)
+        if model.family not in method.families:
+            label = model.family_info.label
+            raise InvalidInput(f"{method.label} does not work with {label} models"
+                               + (f": {method.family_note}" if method.family_note else "")
+                               + f". Use a model of another family ({', '.join(method.families)}).")
         place = images.plan_working_size(*source.size, model.native_size, model.grid)
         work = images.to_working_tensor(source, place).to(model.device)
         reporter.preview_transform = _preview_crop(place)
@@ -78,7 +83,7 @@ class Engine:
         passes = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
         return EditResult(result_image, method.name, model.model_id, params.to_dict(),
                           time.perf_counter() - started, reporter.timer.close(), out.info, passes,
-                          request.origin)
+                          request.origin, model.family)
 
 
 def _preview_crop(place: Placement):

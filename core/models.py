@@ -14,8 +14,10 @@ import torch
 
 from resources import resource_path
 
+from .conditioning import Conditioning
 from .device import dtype_name, pick_device, pick_dtype
 from .errors import InvalidInput, ModelUnavailable
+from .families import FAMILIES, PREDICTIONS, Family, detect_checkpoint, detect_folder, get_family, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ SD15_CONFIG_DIR = resource_path("configs", "stable-diffusion-v1-5")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 # Configs, tokenizer files and the full-precision safetensors weights only: a hub repo often also holds
 # pickle copies, fp16 / non-EMA variants and other files several GB in size that would be wasted.
-COMPONENT_PATTERNS = ["model_index.json", "scheduler/*.json", "tokenizer/*"] + [
-    f"{part}/{name}" for part in ("unet", "vae", "text_encoder") for name in (
+COMPONENT_PATTERNS = ["model_index.json", "scheduler/*.json", "tokenizer/*", "tokenizer_2/*"] + [
+    f"{part}/{name}" for part in ("unet", "vae", "text_encoder", "text_encoder_2") for name in (
         "*.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model-*-of-*.safetensors",
         "model.safetensors", "model-*-of-*.safetensors")]
 
@@ -51,12 +53,24 @@ SD1_LATENT_RGB = [
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the user asked for. `source` is "demo", a repo id, a folder or a .safetensors file."""
+    """What the user asked for. `source` is "demo", a repo id, a folder or a .safetensors file.
+    `family` forces sd1/sd2/sdxl (auto: detected), `prediction` the UNet's parameterisation for a
+    single file whose scheduler is unknown (auto: the family's default), `vae` a replacement VAE
+    (a folder or hub id, e.g. an fp16-safe SDXL VAE)."""
 
     source: str = DEMO_ID
     device: str = "auto"
     precision: str = "auto"
     allow_pickle: bool = False
+    family: str = "auto"
+    prediction: str = "auto"
+    vae: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family != "auto" and self.family not in FAMILIES:
+            raise InvalidInput(f"Unknown model family '{self.family}': use auto, {', '.join(FAMILIES)}.")
+        if self.prediction not in PREDICTIONS:
+            raise InvalidInput(f"Unknown prediction type '{self.prediction}': use {', '.join(PREDICTIONS)}.")
 
 
 @dataclass
@@ -74,6 +88,10 @@ class DiffusionModel:
     root: Optional[Path] = None  # folder holding the components, for auxiliary models
     latent_rgb: list = field(default_factory=lambda: SD1_LATENT_RGB)
     latent_rgb_bias: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    family: str = "sd1"
+    text_encoder_2: Optional[torch.nn.Module] = None  # SDXL's second (OpenCLIP bigG) encoder
+    tokenizer_2: object = None
+    zero_empty_prompt: bool = False  # SDXL: the empty prompt is all zeros (force_zeros_for_empty_prompt)
     _text_cache: dict = field(default_factory=dict, repr=False)
 
     # ---- geometry -----------------------------------------------------------------------------
@@ -106,30 +124,72 @@ class DiffusionModel:
         return self.scheduler_config.get("prediction_type", "epsilon")
 
     @property
+    def family_info(self) -> Family:
+        return FAMILIES[self.family]
+
+    @property
     def description(self) -> str:
-        return f"{self.model_id} on {self.device.type} ({dtype_name(self.dtype)})"
+        return f"{self.model_id} ({self.family_info.label}) on {self.device.type} ({dtype_name(self.dtype)})"
+
+    @property
+    def text_width(self) -> int:
+        """The width of the prompt embeddings cross-attention reads (768 SD 1.x, 1024 SD 2.x, 2048 SDXL)."""
+        width = int(self.text_encoder.config.hidden_size)
+        if self.text_encoder_2 is not None:
+            width += int(self.text_encoder_2.config.hidden_size)
+        return width
 
     # ---- text -----------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_text(self, prompts: list[str] | str) -> torch.Tensor:
-        """[B, 77, D] encoder hidden states, cached per prompt (iterating must not re-encode)."""
+    def encode_text(self, prompts: list[str] | str) -> Conditioning:
+        """The conditioning of each prompt ([B, 77, D] embeddings, and the pooled embedding where the
+        family has one), cached per prompt (iterating must not re-encode)."""
         if isinstance(prompts, str):
             prompts = [prompts]
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
         if missing:
-            ids = self.tokenize(missing)
-            out = self.text_encoder(ids.to(self.device))[0]
-            for p, e in zip(missing, out):
-                self._text_cache[p] = e.to(self.dtype)
+            cond = self.encode_uncached(missing)
+            for k, p in enumerate(missing):
+                self._text_cache[p] = cond[k]
             while len(self._text_cache) > 512:  # bounded: drop the oldest
                 self._text_cache.pop(next(iter(self._text_cache)))
-        return torch.stack([self._text_cache[p] for p in prompts])
+        return Conditioning.cat([self._text_cache[p] for p in prompts])
 
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        length = min(int(self.tokenizer.model_max_length),
-                     int(self.text_encoder.config.max_position_embeddings))
-        tok = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
-                             return_tensors="pt")
+    @torch.no_grad()
+    def encode_uncached(self, prompts: list[str]) -> Conditioning:
+        """Encode without the cache (sentence banks would flood it). One encoder: its last hidden
+        state (SD 2.x's config already stops at OpenCLIP's penultimate layer). SDXL: the penultimate
+        hidden states of both encoders side by side, the second's projected pooled output."""
+        fam = self.family_info
+        encoders = [(self.tokenizer, self.text_encoder)]
+        if self.text_encoder_2 is not None:
+            encoders.append((self.tokenizer_2, self.text_encoder_2))
+        hidden, pooled = [], None
+        for (tok, enc), layer in zip(encoders, fam.hidden_layers):
+            ids = self.tokenize(prompts, tok, enc).to(self.device)
+            if layer == "last" and not fam.added_conditioning:
+                hidden.append(enc(ids)[0])
+                continue
+            out = enc(ids, output_hidden_states=True)
+            hidden.append(out.hidden_states[-2] if layer == "penultimate" else out.hidden_states[-1])
+            pooled = out[0]  # the last encoder's pooled (projected) embedding
+        embeds = torch.cat(hidden, dim=-1).to(self.dtype)
+        if pooled is not None:
+            pooled = pooled.to(self.dtype)
+        if self.zero_empty_prompt:
+            empty = torch.tensor([not p.strip() for p in prompts], device=embeds.device)
+            if bool(empty.any()):
+                embeds = embeds.masked_fill(empty[:, None, None], 0.0)
+                if pooled is not None:
+                    pooled = pooled.masked_fill(empty[:, None], 0.0)
+        return Conditioning(embeds, pooled if fam.added_conditioning else None)
+
+    def tokenize(self, prompts: list[str], tokenizer=None, encoder=None) -> torch.Tensor:
+        tokenizer = tokenizer or self.tokenizer
+        encoder = encoder or self.text_encoder
+        length = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
+        tok = tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
+                        return_tensors="pt")
         return tok.input_ids
 
     # ---- latents ---------------------------------------------------------------------------
@@ -185,53 +245,115 @@ def hub_offline() -> bool:
 
 
 def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.dtype,
-                allow_pickle: bool = False) -> DiffusionModel:
+                allow_pickle: bool = False, spec: Optional[ModelSpec] = None) -> DiffusionModel:
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+    spec = spec or ModelSpec(str(folder))
     _guard_pickle(folder, allow_pickle)
-    missing = [s for s in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (folder / s).is_dir()]
+    family = get_family(spec.family if spec.family != "auto" else detect_folder(folder))
+    needed = ["unet", "vae", "text_encoder", "tokenizer", "scheduler"]
+    if family.text_encoders == 2:
+        needed += ["text_encoder_2", "tokenizer_2"]
+    missing = [s for s in needed if not (folder / s).is_dir()]
     if missing:
-        raise ModelUnavailable(f"{folder} is not a diffusers model folder: missing {', '.join(missing)}. "
+        raise ModelUnavailable(f"{folder} is not a diffusers {family.label} folder: missing {', '.join(missing)}. "
                                "Choose the folder that holds model_index.json.")
     safetensors = None if allow_pickle else True
+    tkw = dict(use_safetensors=safetensors, local_files_only=True, **transformers_dtype_kwargs(dtype))
+    extra = {}
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype,
                                                     use_safetensors=safetensors, local_files_only=True)
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype,
                                             use_safetensors=safetensors, local_files_only=True)
-        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", use_safetensors=safetensors,
-                                                     local_files_only=True, **transformers_dtype_kwargs(dtype))
+        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", **tkw)
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        if family.text_encoders == 2:
+            extra["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", **tkw)
+            extra["tokenizer_2"] = CLIPTokenizer.from_pretrained(folder / "tokenizer_2", local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"Could not load the model in {folder}: {str(e).splitlines()[0]}") from e
-    sched = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-    return _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, folder)
+    sched = _read_scheduler(folder / "scheduler" / "scheduler_config.json", folder)
+    index = _read_json_or_empty(folder / "model_index.json")
+    extra["zero_empty_prompt"] = bool(index.get("force_zeros_for_empty_prompt", family.added_conditioning))
+    return _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, folder,
+                   family=family.name, spec=spec, **extra)
 
 
 def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
-                     config_dir: Path = SD15_CONFIG_DIR) -> DiffusionModel:
+                     config_dir: Optional[Path] = None, spec: Optional[ModelSpec] = None) -> DiffusionModel:
     """An original-layout checkpoint (what artists download), converted by diffusers using the
-    component configs and tokenizer in `config_dir` (a diffusers-layout folder: model_index.json and
-    one config per component; weights there are not needed and not read) — the SD 1.5 ones shipped
-    in resources/ by default, so no network is needed."""
-    from diffusers import StableDiffusionPipeline
+    component configs in `config_dir` (a diffusers-layout folder: model_index.json and one config per
+    component; weights there are not needed and not read) — by default the ones shipped in
+    resources/ for the checkpoint's family (detected from its tensor names), so no network is
+    needed. Tokenizers come from the config folder when it has them, else the shipped CLIP BPE."""
+    import diffusers
 
-    path, config_dir = Path(path), Path(config_dir)
+    path = Path(path)
+    spec = spec or ModelSpec(str(path))
+    family = get_family(spec.family if spec.family != "auto" else detect_checkpoint(path))
+    config_dir = Path(config_dir) if config_dir is not None else family.config_dir
     if not (config_dir / "model_index.json").is_file():
         raise ModelUnavailable(f"{config_dir} holds no model_index.json: it cannot describe {path.name}.")
+    pipeline = getattr(diffusers, family.pipeline)
+    kwargs: dict = {}
+    for k, sub in enumerate(("tokenizer", "tokenizer_2")[:family.text_encoders]):
+        if not (config_dir / sub).is_dir():
+            kwargs[sub] = load_tokenizer(family.pad_tokens[k])
+    if family.pipeline == "StableDiffusionPipeline":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
-            str(path), config=str(config_dir), local_files_only=True, torch_dtype=dtype,
-            safety_checker=None, requires_safety_checker=False)
+        pipe = pipeline.from_single_file(str(path), config=str(config_dir), local_files_only=True,
+                                         torch_dtype=dtype, **kwargs)
     except (MemoryError, torch.cuda.OutOfMemoryError):
         raise  # not a bad file: the caller reports memory
     except Exception as e:  # diffusers raises many types for malformed files
         raise ModelUnavailable(
-            f"Could not read {path.name} as a Stable Diffusion 1.x checkpoint: {str(e).splitlines()[0]}") from e
-    sched = json.loads((config_dir / "scheduler" / "scheduler_config.json").read_text())
+            f"Could not read {path.name} as a {family.label} checkpoint: {str(e).splitlines()[0]}") from e
+    sched = _read_scheduler(config_dir / "scheduler" / "scheduler_config.json", config_dir)
+    extra = {}
+    if family.text_encoders == 2:
+        extra = dict(text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2, zero_empty_prompt=True)
     return _finish(str(path), pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched, device, dtype,
-                   config_dir)
+                   config_dir, family=family.name, spec=spec, **extra)
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_scheduler(path: Path, folder: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError:
+        raise ModelUnavailable(f"{folder} has no scheduler/scheduler_config.json: it is not a complete "
+                               "diffusers model folder.") from None
+    except ValueError as e:
+        raise ModelUnavailable(f"{path} is not valid JSON ({e}): the model folder is damaged.") from None
+
+
+def load_vae(source: str, dtype: torch.dtype):
+    """A replacement VAE: a folder (holding the VAE, or a model folder with vae/) or a hub id."""
+    from diffusers import AutoencoderKL
+
+    p = Path(source).expanduser()
+    folder = p if p.is_dir() else None
+    if folder is None:
+        if source.count("/") != 1:
+            raise ModelUnavailable(f"VAE '{source}' is neither a folder nor a Hugging Face repo id (owner/name).")
+        from .aux_models import download_from_hub_generic
+
+        folder = download_from_hub_generic(source)
+    if (folder / "vae").is_dir():
+        folder = folder / "vae"
+    try:
+        return AutoencoderKL.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ModelUnavailable(f"Could not load the VAE in {folder}: {str(e).splitlines()[0]}") from e
 
 
 def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None]] = None) -> Path:
@@ -284,15 +406,28 @@ def _tqdm_reporting(progress: Callable[[int, int], None]):
     return ReportingTqdm
 
 
-def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, root) -> DiffusionModel:
-    for m in (unet, vae, text_encoder):
+def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, root, *, family: str = "sd1",
+            spec: Optional[ModelSpec] = None, text_encoder_2=None, tokenizer_2=None,
+            zero_empty_prompt: bool = False) -> DiffusionModel:
+    fam = get_family(family)
+    sched = dict(sched)
+    if spec is not None and spec.prediction != "auto":
+        sched["prediction_type"] = spec.prediction  # a single file's scheduler is the family's guess
+    if spec is not None and spec.vae:
+        vae = load_vae(spec.vae, dtype)
+    modules = [unet, vae, text_encoder] + ([text_encoder_2] if text_encoder_2 is not None else [])
+    for m in modules:
         m.requires_grad_(False)
         m.eval()
         p = next(m.parameters())
         if p.device != device or p.dtype != dtype:  # usually loaded in place already: skip the copy
             m.to(device=device, dtype=dtype)
+    if (fam.vae_fp16_overflows and dtype == torch.float16 and not (spec is not None and spec.vae)
+            and getattr(vae.config, "force_upcast", True)):
+        vae.to(dtype=torch.float32)  # SDXL's VAE overflows in fp16; encode/decode follow vae.dtype
     model = DiffusionModel(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype,
-                           Path(root) if root else None)
+                           Path(root) if root else None, family=fam.name, text_encoder_2=text_encoder_2,
+                           tokenizer_2=tokenizer_2, zero_empty_prompt=zero_empty_prompt)
     factors = _read_preview_factors(model.root)
     if factors:
         model.latent_rgb, model.latent_rgb_bias = factors
@@ -311,7 +446,7 @@ def load_model(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] =
         folder = resource_path("models", "demo")
         if not (folder / "unet").is_dir():
             raise ModelUnavailable("The demo model is missing from resources/models/demo: reinstall Malleable.")
-        return load_folder(folder, DEMO_ID, device, dtype)
+        return load_folder(folder, DEMO_ID, device, dtype, spec=spec)
     path = Path(src).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not spec.allow_pickle:
@@ -319,16 +454,16 @@ def load_model(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] =
                                ".safetensors file, or allow pickle files explicitly if you trust the source.")
         if not path.is_file():
             raise ModelUnavailable(f"No model file at {path}.")
-        return load_single_file(path, device, dtype)
+        return load_single_file(path, device, dtype, spec=spec)
     if path.suffix.lower() == ".safetensors":
         if not path.is_file():
             raise ModelUnavailable(f"No model file at {path}: check the path.")
-        return load_single_file(path, device, dtype)
+        return load_single_file(path, device, dtype, spec=spec)
     if path.is_dir():
-        return load_folder(path, str(path), device, dtype, spec.allow_pickle)
+        return load_folder(path, str(path), device, dtype, spec.allow_pickle, spec)
     if src.count("/") == 1 and not src.startswith((".", "/", "~")):
         folder = download_from_hub(src, progress)
-        return load_folder(folder, src, device, dtype, spec.allow_pickle)
+        return load_folder(folder, src, device, dtype, spec.allow_pickle, spec)
     raise ModelUnavailable(f"'{src}' is neither 'demo', a model folder, a .safetensors file nor a "
                            "Hugging Face repo id (owner/name).")
 
@@ -343,7 +478,8 @@ class ModelManager:
 
     def get(self, spec: ModelSpec, progress=None) -> DiffusionModel:
         device = pick_device(spec.device)
-        key = (spec.source, str(device), pick_dtype(device, spec.precision), spec.allow_pickle)
+        key = (spec.source, str(device), pick_dtype(device, spec.precision), spec.allow_pickle, spec.family,
+               spec.prediction, spec.vae)
         with self._lock:
             if self._key != key or self._model is None:
                 self._model = None  # free the old weights before loading the new ones

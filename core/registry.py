@@ -19,6 +19,8 @@ class Method:
     description: str = ""
     needs: tuple[str, ...] = ()  # auxiliary models: "clip", "dino", "blip"
     uses_points: bool = False    # takes handle/target pairs from the canvas
+    families: tuple[str, ...] = ("sd1", "sd2", "sdxl")  # model families it runs on (core/families.py)
+    family_note: str = ""        # why a family is missing, for the refusal message and help text
 
 
 _METHODS: dict[str, Method] = {}

@@ -131,6 +131,7 @@ class EditResult:
     info: Mapping = field(default_factory=dict)    # method-specific results (e.g. drag "handles")
     passes: Mapping = field(default_factory=dict)  # UNet/VAE pass counts of this run
     origin: Mapping = field(default_factory=dict)  # the request's origin, for routing
+    family: str = ""                               # the model's family (sd1, sd2, sdxl)
 
     @property
     def width(self) -> int:
@@ -141,7 +142,7 @@ class EditResult:
         return self.image.size[1]
 
     def to_dict(self, pixels: bool = False) -> dict:
-        out = dict(method=self.method, model=self.model_id, params=_jsonable(dict(self.params)),
+        out = dict(method=self.method, model=self.model_id, family=self.family, params=_jsonable(dict(self.params)),
                    seconds=round(self.seconds, 3), stages={k: round(v, 3) for k, v in self.stages.items()},
                    info=_jsonable(dict(self.info)), passes=dict(self.passes), origin=_jsonable(dict(self.origin)),
                    width=self.width, height=self.height)

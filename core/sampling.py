@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .conditioning import Conditioning, as_conditioning
 from .events import Reporter
 from .models import DiffusionModel
 from .previews import latent_preview
@@ -39,17 +40,17 @@ class Trajectory:
 EpsRefiner = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
 
 
-def predict_cfg(model: DiffusionModel, x: torch.Tensor, t: int, cond: torch.Tensor,
-                uncond: Optional[torch.Tensor], guidance: float) -> torch.Tensor:
+def predict_cfg(model: DiffusionModel, x: torch.Tensor, t: int, cond: Conditioning,
+                uncond: Optional[Conditioning], guidance: float) -> torch.Tensor:
     """Classifier-free guidance in one batched UNet pass (just the conditional one at guidance 1)."""
     if uncond is None or guidance == 1.0:
         return unet_forward(model, x, t, cond)
-    out = unet_forward(model, torch.cat([x, x]), t, torch.cat([uncond, cond]))
+    out = unet_forward(model, torch.cat([x, x]), t, Conditioning.cat([as_conditioning(uncond), as_conditioning(cond)]))
     u, c = out.chunk(2)
     return u + guidance * (c - u)
 
 
-def ddim_invert(model: DiffusionModel, schedule: DDIMSchedule, latent0: torch.Tensor, cond: torch.Tensor,
+def ddim_invert(model: DiffusionModel, schedule: DDIMSchedule, latent0: torch.Tensor, cond: Conditioning,
                 reporter: Optional[Reporter] = None, stop_index: int = 0,
                 eps_refiner: Optional[EpsRefiner] = None, stage: str = "invert") -> Trajectory:
     """Deterministic DDIM inversion x0 -> x_T (or up to timesteps[stop_index]) with guidance 1.

@@ -3,9 +3,11 @@ dtypes handled in one place: latents stay float32, the network runs in the model
 from __future__ import annotations
 
 from collections import Counter
+from typing import Union
 
 import torch
 
+from .conditioning import Conditioning, as_conditioning
 from .models import DiffusionModel
 
 
@@ -17,8 +19,12 @@ def counters(model: DiffusionModel) -> Counter:
     return c
 
 
-def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, emb: torch.Tensor,
-                 **kwargs) -> torch.Tensor:
+def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor,
+                 cond: Union[Conditioning, torch.Tensor], **kwargs) -> torch.Tensor:
+    """One UNet pass on x [B,C,h,w] conditioned on `cond` (rows matching x, or one row for all).
+    For families with added conditioning (SDXL) the pooled embedding and the size/crop time ids go
+    in `added_cond_kwargs`: the time ids say "a picture of the working size, uncropped", which is
+    what the engine feeds (the input resized to the working canvas)."""
     c = counters(model)
     c["unet"] += 1
     c["unet_samples"] += x.shape[0]
@@ -28,11 +34,26 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor, 
         # no_grad, so this counts exactly the passes that pay for a backward.
         c["unet_grad"] += 1
         c[f"unet_grad_b{x.shape[0]}"] += 1
+    cond = as_conditioning(cond)
+    if len(cond) != x.shape[0]:
+        cond = cond.expand(x.shape[0])
     if not torch.is_tensor(t):
         t = torch.tensor(t, device=model.device)
-    out = model.unet(x.to(model.dtype), t, encoder_hidden_states=emb.to(model.dtype), return_dict=False,
+    if model.family_info.added_conditioning:
+        if cond.pooled is None:
+            raise ValueError(f"{model.family_info.label} needs the pooled text embedding: pass the "
+                             "Conditioning from model.encode_text")
+        kwargs["added_cond_kwargs"] = {"text_embeds": cond.pooled.to(model.dtype), "time_ids": size_time_ids(model, x)}
+    out = model.unet(x.to(model.dtype), t, encoder_hidden_states=cond.embeds.to(model.dtype), return_dict=False,
                      **kwargs)[0]
     return out.float()
+
+
+def size_time_ids(model: DiffusionModel, x: torch.Tensor) -> torch.Tensor:
+    """SDXL's micro-conditioning: (original h, w, crop top, left, target h, w) in pixels, per row."""
+    h, w = x.shape[-2] * model.vae_scale, x.shape[-1] * model.vae_scale
+    ids = torch.tensor([h, w, 0, 0, h, w], dtype=model.dtype, device=x.device)
+    return ids.expand(x.shape[0], -1)
 
 
 def vae_decode(model: DiffusionModel, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:

@@ -35,6 +35,14 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo",
                    help="'demo' (built in), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
                         "a diffusers folder or a .safetensors checkpoint. Default: demo.")
+    p.add_argument("--family", default="auto", choices=["auto", "sd1", "sd2", "sdxl"],
+                   help="Model family (default: detected from the folder or checkpoint).")
+    p.add_argument("--prediction", default="auto", choices=["auto", "epsilon", "v_prediction"],
+                   help="What the UNet predicts, for a single-file checkpoint whose scheduler is unknown "
+                        "(default: the family's: SD 2.x files are read as 2.1, v-prediction; give epsilon for "
+                        "the 512 px SD 2 base).")
+    p.add_argument("--vae", default="",
+                   help="A replacement VAE: a folder or Hugging Face id (e.g. an fp16-safe SDXL VAE).")
     p.add_argument("--mask", help="Mask image of the input's size: white = editable.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps. Default: auto.")
     p.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16. Default: auto.")
@@ -143,12 +151,14 @@ def run_edit(argv: list[str]) -> int:
     preview_dir = Path(args.previews) if args.previews else None
     if preview_dir:
         preview_dir.mkdir(parents=True, exist_ok=True)
-    spec = ModelSpec(args.model, args.device, args.precision, args.allow_pickle)
+    spec = ModelSpec(args.model, args.device, args.precision, args.allow_pickle, args.family, args.prediction,
+                     args.vae)
     request = EditRequest(method.name, image, params, mask=args.mask, model=spec)
     result = run_through_runner(request, ProgressPrinter(args.quiet, preview_dir))
     save_atomic(result.image, out)
     if args.json:
-        summary = dict(method=method.name, model=result.model_id, input=str(src), output=str(out),
+        summary = dict(method=method.name, model=result.model_id, family=result.family,
+                       input=str(src), output=str(out),
                        width=result.width, height=result.height, seed=params.seed,
                        seconds=round(result.seconds, 3),
                        stages={k: round(v, 3) for k, v in result.stages.items()},

@@ -79,7 +79,7 @@ def test_demo_denoises_20_steps_quickly_and_follows_the_prompt(demo):
     def generate(prompt):
         scheduler = DDIMScheduler.from_config(demo.scheduler_config)
         scheduler.set_timesteps(20)
-        emb = demo.encode_text(["", prompt])
+        emb = demo.encode_text(["", prompt]).embeds
         size = demo.native_size // demo.vae_scale
         x = torch.randn(1, demo.latent_channels, size, size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -226,7 +226,7 @@ def test_converted_keys_have_the_original_layout(tiny_checkpoint):
 
 def test_sd15_layout_matches_original_checkpoints():
     """Key names and shapes of real SD 1.5 checkpoints, from the shipped configs on the meta device."""
-    from tools.sd15_random import build_random_sd15
+    from tools.random_models import build_random_sd15
 
     m = build_random_sd15("meta")
     sd = to_ldm_state_dict(m.unet, m.vae, m.text_encoder)

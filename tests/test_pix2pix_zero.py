@@ -69,7 +69,7 @@ def test_direction_is_difference_of_sentence_means(tiny_model):
             outs = [tiny_model.text_encoder(chunk)[0].double() for chunk in ids.split(300)]
         return torch.cat(outs).mean(0)
 
-    direction = ed.edit_direction(tiny_model, "cat", "dog")
+    direction = ed.edit_direction(tiny_model, "cat", "dog").embeds
     assert direction.shape == (1, 77, tiny_model.text_encoder.config.hidden_size)
     expected = (mean_of("dog") - mean_of("cat")).float()
     assert expected.abs().max() > 1e-3  # the words differ, so does the direction
@@ -86,7 +86,7 @@ def test_direction_is_cached_per_word_pair(tiny_model):
         d2 = ed.edit_direction(tiny_model, "horse", "zebra", cache)
         d3 = ed.edit_direction(tiny_model, "zebra", "horse", cache)  # word means are shared
     assert second.calls == 0
-    assert torch.equal(d1, d2) and torch.allclose(d3, -d1)
+    assert torch.equal(d1.embeds, d2.embeds) and torch.allclose(d3.embeds, -d1.embeds)
 
 
 def test_a_model_folder_may_ship_its_own_sentence_bank(tiny_model, tmp_path):
@@ -103,10 +103,10 @@ def test_a_model_folder_may_ship_its_own_sentence_bank(tiny_model, tmp_path):
     sentences = ["a red dog on the left", "a dog at the top", "a red cat on the left", "a cat at the top"]
     with torch.no_grad():
         out = own.text_encoder(own.tokenize(sentences))[0].float()
-    torch.testing.assert_close(d_own[0], out[:2].mean(0) - out[2:].mean(0), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(d_own.embeds[0], out[:2].mean(0) - out[2:].mean(0), atol=2e-5, rtol=1e-4)
     # the generic bank's direction is another one, and the cache keeps the two apart
     d_generic = ed.edit_direction(tiny_model, "cat", "dog", cache)
-    assert not torch.allclose(d_own, d_generic)
+    assert not torch.allclose(d_own.embeds, d_generic.embeds)
     (tmp_path / "sentences.txt").write_text("no slot here\n")
     ed.load_templates.cache_clear()
     with pytest.raises(InvalidInput, match="malformed"):

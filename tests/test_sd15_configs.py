@@ -4,7 +4,7 @@ import json
 from diffusers import DDIMScheduler
 
 from core.models import SD15_CONFIG_DIR
-from tools.sd15_random import build_random_sd15, parameter_counts
+from tools.random_models import build_random_sd15, parameter_counts
 
 
 def test_sd15_architecture_from_shipped_configs():

@@ -164,8 +164,7 @@ def test_prompt_to_prompt_control_replaces_target_maps(tiny_model, uncond_steps)
     control = sd.PromptToPromptControl(al, self_layers, cross_steps=1, self_steps=1, uncond_steps=uncond_steps)
     rec = AttentionRecorder(lambda layer: layer.is_cross or self_layers(layer), what=("probs",))
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    emb = torch.cat([model.encode_text(""), model.encode_text(""), model.encode_text("a red cat"),
-                     model.encode_text("a cat")])
+    emb = model.encode_text(["", "", "a red cat", "a cat"])
     with torch.no_grad(), attention_hooks(model.unet, control, rec):
         from core.unet_calls import unet_forward
         unet_forward(model, torch.cat([x + 0.3, x - 0.3, x + 0.5, x - 0.5]), 500, emb)

@@ -6,6 +6,7 @@ cost of one UNet (and VAE) pass of that batch size — with the ratio of measure
     python -m tools.bench --tiny          # the demo model on the CPU, reduced steps (< 1 minute)
     python -m tools.bench --quick --device cpu --size 64   # SD 1.5 path, reduced steps: checks the script
     python -m tools.bench --methods pnp,drag --out tools/bench_results/h100-2026-11-23.json
+    python -m tools.bench --family sdxl   # SDXL (or sd2) architecture from the shipped configs, 1024 px
 
 Prints one JSON object. Benchmarks are not tests: nothing here asserts a time."""
 from __future__ import annotations
@@ -26,7 +27,7 @@ from core import EditRequest, ModelSpec
 from core.engine import Engine
 from core.registry import all_methods
 from core.schedule import DDIMSchedule
-from core.unet_calls import counters
+from core.unet_calls import counters, unet_forward
 
 # Inputs a method needs beyond its defaults. The image is a red circle in the centre (ShapesWorld).
 BENCH_PARAMS = {
@@ -96,16 +97,15 @@ class UnitCosts:
         if key not in self.cache:
             m = self.model
             x = torch.randn(batch, m.latent_channels, *self.hw, device=m.device)
-            emb = self.emb.expand(batch, -1, -1)
+            emb = self.emb.expand(batch)
 
-            def run():
+            def run():  # through unet_forward: the family's added conditioning (SDXL) is priced too
                 if grad:
                     xx = x.clone().requires_grad_(True)
-                    out = m.unet(xx.to(m.dtype), 500, encoder_hidden_states=emb, return_dict=False)[0]
-                    out.float().sum().backward()
+                    unet_forward(m, xx, 500, emb).sum().backward()
                 else:
                     with torch.no_grad():
-                        m.unet(x.to(m.dtype), 500, encoder_hidden_states=emb, return_dict=False)
+                        unet_forward(m, x, 500, emb)
 
             self.cache[key] = _timed(run, m.device)
         return self.cache[key]
@@ -199,7 +199,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true",
                     help="Reduced steps (as --tiny) on the SD 1.5 architecture: checks the full path on any machine.")
     ap.add_argument("--methods", help="Comma-separated method names (default: all registered).")
-    ap.add_argument("--size", type=int, help="Image side in pixels (default 512, --tiny: 64).")
+    ap.add_argument("--size", type=int, help="Image side in pixels (default: the family's native size, "
+                                             "512 for SD 1.5; --tiny: 64).")
+    ap.add_argument("--family", default="sd1", choices=["sd1", "sd2", "sdxl"],
+                    help="Model family whose architecture is built with random weights (default sd1).")
     ap.add_argument("--device", default=None)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", help="Also write the JSON here.")
@@ -212,15 +215,15 @@ def main(argv=None) -> dict:
         size = args.size or model.native_size
     else:
         from core.device import pick_device, pick_dtype
-        from tools.sd15_random import build_random_sd15
+        from tools.random_models import build_random
 
         device = pick_device(args.device or "auto")
         dtype = pick_dtype(device, args.precision)
-        model = build_random_sd15(device, dtype)
+        model = build_random(args.family, device, dtype)
         provide_random_aux(model)
-        engine.models._model, engine.models._key = model, ("sd15-random",)
+        engine.models._model, engine.models._key = model, (model.model_id,)
         engine.models.get = lambda spec, progress=None: model
-        size = args.size or 512
+        size = args.size or model.family_info.native_size
     image = bench_image(size)
     wanted = set(args.methods.split(",")) if args.methods else None
     methods = [m for m in all_methods() if wanted is None or m.name in wanted]
@@ -230,7 +233,7 @@ def main(argv=None) -> dict:
     report = dict(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         device_type=device.type, precision=str(model.dtype).replace("torch.", ""), model=model.model_id,
-        size=size, torch=torch.__version__, diffusers=__import__("diffusers").__version__,
+        family=model.family, size=size, torch=torch.__version__, diffusers=__import__("diffusers").__version__,
         date=datetime.date.today().isoformat(), tiny=args.tiny, reduced_steps=args.tiny or args.quick,
         methods={})
     for method in methods:

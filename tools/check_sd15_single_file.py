@@ -22,7 +22,7 @@ def main(argv=None) -> None:
 
     from core.models import load_single_file
     from tools.convert_to_single_file import to_ldm_state_dict
-    from tools.sd15_random import build_random_sd15
+    from tools.random_models import build_random_sd15
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")

@@ -1,12 +1,15 @@
-"""Export a diffusers-layout SD 1.x model as one original-layout (LDM / CompVis) checkpoint: the
-single .safetensors file most tools and sites exchange.
+"""Export a diffusers-layout SD 1.x, SD 2.x or SDXL model as one original-layout (LDM / SGM)
+checkpoint: the single .safetensors file most tools and sites exchange.
 
     python -m tools.convert_to_single_file MODEL_FOLDER OUT.safetensors [--fp16]
 
-Key names: model.diffusion_model.* (UNet), first_stage_model.* (VAE), cond_stage_model.transformer.*
-(CLIP text encoder). The mapping is derived from the component configs, so it works for any UNet /
-VAE of the SD 1.x family shape (any number of blocks, layers per block, channels), not only 512 px
-SD 1.5. Malleable reads such files back with core.models.load_single_file.
+Key names: model.diffusion_model.* (UNet), first_stage_model.* (VAE), and the text encoders as each
+family stores them: cond_stage_model.transformer.* (SD 1.x, CLIP in transformers layout),
+cond_stage_model.model.* (SD 2.x, OpenCLIP layout), conditioner.embedders.0.transformer.* and
+conditioner.embedders.1.model.* (SDXL: CLIP ViT-L, then OpenCLIP bigG with its projection). The
+mapping is derived from the component configs, so it works for any UNet / VAE of these shapes (any
+number of blocks, layers per block, channels), tiny test models included. Malleable reads such
+files back with core.models.load_single_file (tests and benchmarks; the app never writes them).
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import torch
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."
+SD2_TEXT_PREFIX = "cond_stage_model.model."
+SDXL_TEXT_PREFIXES = ("conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.")
 
 _UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
@@ -39,6 +44,7 @@ def _unet_prefix_map(config) -> dict[str, str]:
         raise ValueError("per-block layers_per_block is not an SD 1.x layout")
     n_down = len(config["down_block_types"])
     m = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+         "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",  # SDXL
          "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
          "mid_block.resnets.0": "middle_block.0", "mid_block.attentions.0": "middle_block.1",
          "mid_block.resnets.1": "middle_block.2"}
@@ -110,32 +116,75 @@ def vae_to_ldm(state_dict: dict, config) -> dict:
     return out
 
 
-def text_encoder_to_ldm(state_dict: dict) -> dict:
+def _hf_text_keys(state_dict: dict) -> dict:
     # transformers >= 5.6 names CLIPTextModel's weights without the "text_model." level that every
     # original checkpoint (and older transformers) has
-    return {TEXT_PREFIX + (k if k.startswith("text_model.") else "text_model." + k): v
+    return {(k if k.startswith(("text_model.", "text_projection")) else "text_model." + k): v
             for k, v in state_dict.items() if not k.endswith("position_ids")}
 
 
-def to_ldm_state_dict(unet, vae, text_encoder) -> dict:
-    """One original-layout state dict from the three diffusers / transformers modules."""
+def text_encoder_to_ldm(state_dict: dict, prefix: str = TEXT_PREFIX) -> dict:
+    """A CLIP text encoder in transformers layout under `prefix` (SD 1.x, SDXL's first encoder)."""
+    return {prefix + k: v for k, v in _hf_text_keys(state_dict).items() if not k.startswith("text_projection")}
+
+
+_OPENCLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
+                   "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+
+
+def text_encoder_to_openclip(state_dict: dict, prefix: str) -> dict:
+    """A CLIP text encoder written the way OpenCLIP stores it (SD 2.x, SDXL's second encoder):
+    resblocks with one fused q/k/v projection, and the text projection as a [width, dim] matrix."""
+    sd = _hf_text_keys(state_dict)
+    out = {prefix + "token_embedding.weight": sd.pop("text_model.embeddings.token_embedding.weight"),
+           prefix + "positional_embedding": sd.pop("text_model.embeddings.position_embedding.weight"),
+           prefix + "ln_final.weight": sd.pop("text_model.final_layer_norm.weight"),
+           prefix + "ln_final.bias": sd.pop("text_model.final_layer_norm.bias")}
+    if "text_projection.weight" in sd:
+        out[prefix + "text_projection"] = sd.pop("text_projection.weight").T
+    layers = sorted({int(k.split(".")[3]) for k in sd if k.startswith("text_model.encoder.layers.")})
+    for i in layers:
+        src, dst = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"attn.in_proj_{kind}"] = torch.cat(
+                [sd.pop(src + f"self_attn.{p}_proj.{kind}") for p in ("q", "k", "v")])
+            for old, new in _OPENCLIP_LAYER.items():
+                out[dst + f"{new}.{kind}"] = sd.pop(src + f"{old}.{kind}")
+    if sd:
+        raise KeyError(f"text encoder weights without an OpenCLIP name: {sorted(sd)[:3]}")
+    return out
+
+
+def to_ldm_state_dict(unet, vae, text_encoder, text_encoder_2=None, family: str = "sd1") -> dict:
+    """One original-layout state dict from the diffusers / transformers modules of `family`."""
     sd = {}
     sd.update(unet_to_ldm(unet.state_dict(), unet.config))
     sd.update(vae_to_ldm(vae.state_dict(), vae.config))
-    sd.update(text_encoder_to_ldm(text_encoder.state_dict()))
+    if family == "sdxl":
+        sd.update(text_encoder_to_ldm(text_encoder.state_dict(), SDXL_TEXT_PREFIXES[0]))
+        sd.update(text_encoder_to_openclip(text_encoder_2.state_dict(), SDXL_TEXT_PREFIXES[1]))
+    elif family == "sd2":
+        sd.update(text_encoder_to_openclip(text_encoder.state_dict(), SD2_TEXT_PREFIX))
+    else:
+        sd.update(text_encoder_to_ldm(text_encoder.state_dict()))
     return {k: v.detach().contiguous() for k, v in sd.items()}
 
 
 def convert(folder: Path, out: Path, half: bool = False) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
-    from transformers import CLIPTextModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from core.families import detect_folder
 
     folder = Path(folder)
+    family = detect_folder(folder)
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
     text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
-    sd = to_ldm_state_dict(unet, vae, text_encoder)
+    text_encoder_2 = (CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")
+                      if family == "sdxl" else None)
+    sd = to_ldm_state_dict(unet, vae, text_encoder, text_encoder_2, family)
     if half:
         sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
     save_file(sd, str(out), metadata={"format": "pt"})

@@ -127,7 +127,7 @@ def generate(model, captions: list[str], steps: int, guidance: float, seed: int,
         x = torch.randn(len(caps), model.latent_channels, size, size,
                         generator=torch.Generator().manual_seed(seed + i))
         for t in sched.timesteps:
-            e_u, e_c = model.unet(torch.cat([x, x]).to(model.dtype), t, torch.cat([uncond, cond])).sample.float().chunk(2)
+            e_u, e_c = model.unet(torch.cat([x, x]).to(model.dtype), t, torch.cat([uncond.embeds, cond.embeds])).sample.float().chunk(2)
             x = sched.step(e_u + guidance * (e_c - e_u), t, x).prev_sample
         img = model.decode_latents(x)
         images.append(((img + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy())

@@ -159,7 +159,7 @@ def train_identity_lora(model: DiffusionModel, params: list[torch.nn.Parameter],
     device = model.device
     alphas = DDIMSchedule(model.scheduler_config, 1).alphas_cumprod.to(device, torch.float32)
     n_train = alphas.shape[0]
-    cond = cond.expand(batch, -1, -1)
+    cond = cond.expand(batch)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)

@@ -19,6 +19,7 @@ from ...previews import latent_preview
 from ...sampling import denoise
 from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward
+from ...layer_maps import LayerMap, layer_map
 from ...unet_layout import forward_hook, up_block_for_sd1
 
 STOP_RADIUS = 2.0  # feature-grid units: a handle this close to its target has arrived
@@ -26,8 +27,11 @@ STOP_RADIUS = 2.0  # feature-grid units: a handle this close to its target has a
 
 # ---- features -----------------------------------------------------------------------------------
 
-def feature_block(unet) -> torch.nn.Module:
-    """The decoder block whose output supervises the motion (SD 1.x: up_blocks[2], 640 ch at 64²)."""
+def feature_block(unet, lmap: Optional[LayerMap] = None) -> torch.nn.Module:
+    """The decoder block whose output supervises the motion (SD 1.x: up_blocks[2], 640 ch at 64²;
+    SDXL: up_blocks[1], see core/layer_maps.py; other shapes: the same relative depth)."""
+    if lmap is not None:
+        return unet.up_blocks[lmap.drag_feature_block]
     return unet.up_blocks[up_block_for_sd1(unet, 2)]
 
 
@@ -117,7 +121,7 @@ def drag_latent(model: DiffusionModel, schedule: DDIMSchedule, index: int, laten
     keeps the outside where it was. Only the latent gets gradients."""
     t = schedule.timesteps[index]
     t_prev = schedule.prev_timestep(index)
-    block = feature_block(model.unet)
+    block = feature_block(model.unet, layer_map(model))
     z = latent.detach().float().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     handles = handles.detach().float().clone()
@@ -168,8 +172,11 @@ def drag_latent(model: DiffusionModel, schedule: DDIMSchedule, index: int, laten
 
 # ---- reference-latent control -----------------------------------------------------------------
 
-def reference_blocks(unet) -> frozenset[int]:
-    """The decoder's two highest-resolution levels (SD 1.x: up_blocks[2] and up_blocks[3])."""
+def reference_blocks(unet, lmap: Optional[LayerMap] = None) -> frozenset[int]:
+    """The decoder's two highest-resolution levels (SD 1.x: up_blocks[2] and up_blocks[3]; SDXL:
+    up_blocks[1], its highest level with self-attention)."""
+    if lmap is not None:
+        return lmap.drag_reference_blocks
     return frozenset({up_block_for_sd1(unet, 2), up_block_for_sd1(unet, 3)})
 
 
@@ -195,9 +202,9 @@ def denoise_with_reference(model: DiffusionModel, schedule: DDIMSchedule, start:
     """Denoise [edited, original] together from timesteps[start]; the edited branch borrows the
     original's self-attention keys and values in the high-resolution decoder. -> edited clean latent.
     (Edited first, so the stage's previews show it.)"""
-    hook = ReferenceAttention(reference_blocks(model.unet), reference=1)
+    hook = ReferenceAttention(reference_blocks(model.unet, layer_map(model)), reference=1)
     x = torch.cat([edited.float(), original.float()])
-    cond2 = cond.expand(2, -1, -1)
+    cond2 = cond.expand(2)
     with attention_hooks(model.unet, hook):
         out = denoise(model, schedule, x, lambda x_, i, t: unet_forward(model, x_, t, cond2), reporter,
                       start_index=start, stage="denoise")

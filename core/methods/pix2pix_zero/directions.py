@@ -20,6 +20,7 @@ import torch
 from resources import resource_path
 
 from ...cache import LRUCache
+from ...conditioning import Conditioning
 from ...errors import InvalidInput
 from ...models import DiffusionModel
 
@@ -90,19 +91,23 @@ def check_word_pair(tokenizer, source_word: str, target_word: str) -> None:
 
 @torch.no_grad()
 def mean_embedding(model: DiffusionModel, sentences: Sequence[str], batch: int = BATCH,
-                   check: Optional[Callable[[], None]] = None) -> torch.Tensor:
-    """Mean text-encoder output [77, D] (float32) over `sentences`, encoded `batch` at a time.
+                   check: Optional[Callable[[], None]] = None) -> Conditioning:
+    """Mean conditioning (one row: embeddings [1, 77, D], and the pooled embedding where the family
+    has one; float32) over `sentences`, encoded `batch` at a time.
 
-    Uses the encoder directly (not model.encode_text) so the bank does not flood the prompt cache."""
-    total = None
+    Encodes without model.encode_text's cache, so the bank does not flood the prompt cache."""
+    embeds = pooled = None
     for s in range(0, len(sentences), batch):
-        ids = model.tokenize(list(sentences[s: s + batch])).to(model.device)
-        out = model.text_encoder(ids)[0].float()
-        part = out.sum(0)
-        total = part if total is None else total + part
+        out = model.encode_uncached(list(sentences[s: s + batch])).float()
+        part = out.embeds.sum(0, keepdim=True)
+        embeds = part if embeds is None else embeds + part
+        if out.pooled is not None:
+            part = out.pooled.sum(0, keepdim=True)
+            pooled = part if pooled is None else pooled + part
         if check is not None:
             check()
-    return total / len(sentences)
+    n = len(sentences)
+    return Conditioning(embeds / n, None if pooled is None else pooled / n)
 
 
 def _word_key(model: DiffusionModel, word: str) -> tuple:
@@ -111,7 +116,7 @@ def _word_key(model: DiffusionModel, word: str) -> tuple:
 
 
 def word_embedding(model: DiffusionModel, word: str, cache: Optional[LRUCache] = None,
-                   check: Optional[Callable[[], None]] = None) -> torch.Tensor:
+                   check: Optional[Callable[[], None]] = None) -> Conditioning:
     """Mean embedding of the bank's sentences for `word` (cached per model and word)."""
     key = ("word",) + _word_key(model, word)
     if cache is not None:
@@ -125,8 +130,9 @@ def word_embedding(model: DiffusionModel, word: str, cache: Optional[LRUCache] =
 
 
 def edit_direction(model: DiffusionModel, source_word: str, target_word: str,
-                   cache: Optional[LRUCache] = None, check: Optional[Callable[[], None]] = None) -> torch.Tensor:
-    """Δc [1, 77, D] float32 on the model's device, from `source_word` towards `target_word`.
+                   cache: Optional[LRUCache] = None, check: Optional[Callable[[], None]] = None) -> Conditioning:
+    """Δc (one row, [1, 77, D] embeddings and the pooled difference where there is one; float32 on
+    the model's device), from `source_word` towards `target_word`.
 
     Validates the words (InvalidInput) first. With a cache, a second call for the same model and
     pair (or a pair sharing a word) runs no text-encoder pass for what is already known."""
@@ -138,7 +144,7 @@ def edit_direction(model: DiffusionModel, source_word: str, target_word: str,
             return hit
     src = word_embedding(model, source_word, cache, check)
     tgt = word_embedding(model, target_word, cache, check)
-    direction = (tgt - src).unsqueeze(0)
+    direction = tgt - src
     if cache is not None:
         cache.put(key, direction)
     return direction

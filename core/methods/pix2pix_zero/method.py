@@ -204,7 +204,7 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
     direction = edit_direction(model, p.source_word, p.target_word, ctx.cache("edit_directions", 16),
                                check=ctx.reporter.cancel.check)
     cond = model.encode_text(caption).float()
-    cond_edit = cond + direction.to(cond.device)
+    cond_edit = cond + direction.to(cond.device)  # embeddings and (SDXL) pooled embedding
     x_T = traj.noisiest
 
     ref_cache = ctx.cache("p2pz_reference", 2)

@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ...conditioning import Conditioning
 from ...attention import AttentionHook, AttnCall, attention_hooks
 from ...context import EditContext, MethodOutput
 from ...errors import InvalidInput
@@ -39,6 +40,7 @@ from ...registry import Method, register
 from ...sampling import Trajectory, denoise, invert_cached, keep_outside_trajectory
 from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
+from ...layer_maps import LayerMap, layer_map
 from ...unet_layout import corresponding_index, decoder_layers, forward_hook
 
 # SD 1.x decoder layers (numbered resnet by resnet, 0 = lowest resolution) named by the paper.
@@ -84,13 +86,18 @@ class InjectionPlan:
     attention_names: tuple
 
 
-def injection_plan(unet) -> InjectionPlan:
-    """SD 1.x's layers by name; for other UNet shapes the layers at the same relative decoder depth."""
+def injection_plan(unet, lmap: Optional[LayerMap] = None) -> InjectionPlan:
+    """The family's layers (core/layer_maps.py: SD 1.x/2.x by the paper's names, SDXL at the same
+    latent resolutions); for other UNet shapes the layers at the same relative decoder depth."""
     layers = decoder_layers(unet)
     n = len(layers)
-    feat = layers[corresponding_index(SD1_FEATURE_LAYER, n)]
-    chosen = sorted({corresponding_index(i, n) for i in SD1_ATTENTION_LAYERS})
-    attn = [layers[i] for i in chosen if layers[i].attention_prefix is not None]
+    if lmap is not None:
+        feat = next(lay for lay in layers if (lay.block, lay.sub) == lmap.pnp_feature)
+        attn = [lay for lay in layers if (lay.block, lay.sub) in lmap.pnp_attention and lay.attention_prefix]
+    else:
+        feat = layers[corresponding_index(SD1_FEATURE_LAYER, n)]
+        chosen = sorted({corresponding_index(i, n) for i in SD1_ATTENTION_LAYERS})
+        attn = [layers[i] for i in chosen if layers[i].attention_prefix is not None]
     return InjectionPlan(
         feature_layer=feat.index, feature_module=feat.resnet,
         feature_name=f"up_blocks.{feat.block}.resnets.{feat.sub}",
@@ -150,15 +157,15 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
     keep_mask ([1,1,h,w] latent-size, 1 = editable): outside it the latent is reset to the source
     trajectory after every step. observers: attention hooks run after the injection (tests)."""
     n = schedule.steps
-    plan = injection_plan(model.unet)
+    plan = injection_plan(model.unet, layer_map(model))
     n_feat = injected_steps(p.feature_injection, n)
     n_attn = injected_steps(p.attention_injection, n)
     source_emb, uncond_emb, cond_emb = model.encode_text([p.source_prompt, "", p.prompt]).chunk(3)
     cfg = p.guidance != 1.0
     # ε(source prompt) only matters when it differs from ε(∅).
     negative_possible = cfg and p.source_prompt != ""
-    embs = {False: torch.cat([source_emb, uncond_emb, cond_emb] if cfg else [source_emb, cond_emb]),
-            True: torch.cat([source_emb, uncond_emb, cond_emb, source_emb])}
+    embs = {False: Conditioning.cat([source_emb, uncond_emb, cond_emb] if cfg else [source_emb, cond_emb]),
+            True: Conditioning.cat([source_emb, uncond_emb, cond_emb, source_emb])}
     qk = QKInjection(plan.attention_layers)
     feat = FeatureInjection()
     batches: dict[int, int] = {}
@@ -167,7 +174,7 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
         alpha = negative_alpha_at(p, i, n)
         negative = negative_possible and alpha != 1.0
         emb = embs[negative]
-        rows = emb.shape[0]
+        rows = len(emb)
         batches[rows] = batches.get(rows, 0) + 1
         feat.active = i < n_feat
         qk.active = i < n_attn

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...conditioning import Conditioning
 from ...attention import AttentionHook, AttentionRecorder, AttnCall, LayerInfo, attention_hooks
 from ...aux_models import AuxModel, load_aux
 from ...cache import content_key
@@ -133,7 +134,8 @@ def clip_image_tokens(ctx: EditContext) -> tuple[torch.Tensor, str]:
 
 
 def text_hidden_size(model: DiffusionModel) -> int:
-    return int(model.text_encoder.config.hidden_size)
+    """The width of the prompt embeddings (both SDXL encoders together)."""
+    return model.text_width
 
 
 # ---- the per-timestep mapping network ------------------------------------------------------------
@@ -356,7 +358,7 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
     reg_layer, _ = layer_selectors(model.unet)
     gen = torch.Generator("cpu").manual_seed(int(seed))
     proto = ValueMapper(tokens.shape[1], length).reset(gen).to(model.device)
-    tokens, cond32 = tokens.float(), cond.float()
+    tokens, cond32 = tokens.float(), cond.embeds.float()
     mappers = nn.ModuleList()
     values = torch.zeros((n, length, dim), device=model.device)
     first, last = [], []
@@ -372,7 +374,7 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
         # Reference: the unconditional prediction and the plain prompt's attention maps at x (one pass).
         ref = AttentionRecorder(lambda layer: reg_layer(layer), what=("probs",))
         with torch.no_grad(), attention_hooks(model.unet, ref):
-            out = unet_forward(model, torch.cat([x, x]), t, torch.cat([uncond, cond]))
+            out = unet_forward(model, torch.cat([x, x]), t, Conditioning.cat([uncond, cond]))
         eps_u = out[:1]
         ref_maps = [r[0]["probs"][1:] for r in ref.records.values()]
         step_lr = lr * (1 - i / n)
@@ -457,8 +459,8 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
                                     steps_for(p.tau_u, n))
     values = ValueHook()
     v_steps = steps_for(p.tau_v, n)
-    emb = torch.cat([uncond, uncond, c_tgt, c_src])
-    c_tgt32 = c_tgt.float()
+    emb = Conditioning.cat([uncond, uncond, c_tgt, c_src])
+    c_tgt32 = c_tgt.embeds.float()
 
     def predict(x, i, t):
         control.step = i

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import InvalidInput
 from editor_app.document import Document
-from editor_app.image_io import ImageReadError, load_image_rgba
 from editor_app.ora import OraError, read_ora
-from editor_app.project_files import export_flattened, open_into, save_project
+from editor_app.project_files import export_flattened, open_into, read_picture, save_project
 from tests.editor_helpers import sample_rgba, write_png
 
 
@@ -25,15 +25,15 @@ def test_modes_become_rgba8(tmp_path):
     Image.new("RGB", (7, 2), (1, 2, 3)).save(tmp_path / "x.bmp")
     Image.new("RGB", (7, 2), (1, 2, 3)).save(tmp_path / "x.tiff")
     Image.new("RGBA", (7, 2), (1, 2, 3, 4)).save(tmp_path / "x.webp", lossless=True)
-    g = load_image_rgba(tmp_path / "g16.png")
+    g = read_picture(tmp_path / "g16.png")
     assert g.dtype == np.uint8 and g.shape == (10, 12, 4)
     assert g[-1, -1, 0] > 200 and g[0, 0, 0] == 0  # scaled from 16 bits, not clipped
-    assert load_image_rgba(tmp_path / "p.png").shape == (48, 64, 4)
-    assert tuple(load_image_rgba(tmp_path / "la.png")[0, 0]) == (100, 100, 100, 50)
-    assert load_image_rgba(tmp_path / "cmyk.jpg")[0, 0, 0] > 200  # magenta-ish: strong red
-    assert tuple(load_image_rgba(tmp_path / "x.bmp")[0, 0]) == (1, 2, 3, 255)
-    assert tuple(load_image_rgba(tmp_path / "x.tiff")[0, 0]) == (1, 2, 3, 255)
-    assert tuple(load_image_rgba(tmp_path / "x.webp")[0, 0]) == (1, 2, 3, 4)
+    assert read_picture(tmp_path / "p.png").shape == (48, 64, 4)
+    assert tuple(read_picture(tmp_path / "la.png")[0, 0]) == (100, 100, 100, 50)
+    assert read_picture(tmp_path / "cmyk.jpg")[0, 0, 0] > 200  # magenta-ish: strong red
+    assert tuple(read_picture(tmp_path / "x.bmp")[0, 0]) == (1, 2, 3, 255)
+    assert tuple(read_picture(tmp_path / "x.tiff")[0, 0]) == (1, 2, 3, 255)
+    assert tuple(read_picture(tmp_path / "x.webp")[0, 0]) == (1, 2, 3, 4)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -41,7 +41,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90° clockwise, as phones write it
     img.save(tmp_path / "phone.jpg", exif=exif)
-    assert load_image_rgba(tmp_path / "phone.jpg").shape == (40, 20, 4)
+    assert read_picture(tmp_path / "phone.jpg").shape == (40, 20, 4)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a picture at all", None])
@@ -52,11 +52,11 @@ def test_bad_pictures_give_messages(tmp_path, content):
         Image.fromarray(sample_rgba(200, 200)).save(buf, format="PNG")
         content = buf.getvalue()[: len(buf.getvalue()) // 2]
     path.write_bytes(content)
-    with pytest.raises(ImageReadError) as err:
-        load_image_rgba(path)
+    with pytest.raises(InvalidInput) as err:
+        read_picture(path)
     assert "bad.png" in str(err.value)
-    with pytest.raises(ImageReadError):
-        load_image_rgba(tmp_path / "missing.png")
+    with pytest.raises(InvalidInput):
+        read_picture(tmp_path / "missing.png")
 
 
 # ---------------------------------------------------------------------------------- projects

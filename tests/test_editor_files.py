@@ -36,6 +36,38 @@ def test_modes_become_rgba8(tmp_path):
     assert tuple(read_picture(tmp_path / "x.webp")[0, 0]) == (1, 2, 3, 4)
 
 
+def _gui_and_cli_pixels(path):
+    """The picture as the editor opens it and as malleable-edit reads it."""
+    from core.images import load_image
+
+    doc = Document()
+    open_into(doc, path)
+    src = load_image(path)  # what editor_app.cli does with INPUT
+    return doc.layers[0].pixels, src.rgb
+
+
+def test_gui_and_cli_read_16_bit_and_float_pictures_alike(tmp_path, qapp):
+    # A dark 16-bit PNG: no value above 255, still 16-bit (the GUI read 200 where the CLI read 1).
+    dark = np.full((20, 20), 200, np.uint16)
+    dark[0, :4] = (0, 257, 40000, 65535)
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    # Float TIFFs: 0..1 scales by 255; with values above 1 the picture is taken as 0..255.
+    unit = np.full((20, 20), 0.25, np.float32)
+    unit[0, :2] = (0.0, 1.0)
+    Image.fromarray(unit).save(tmp_path / "unit.tiff")
+    wide = np.full((20, 20), 2.0, np.float32)
+    wide[0, :3] = (128.0, 255.0, 300.0)
+    Image.fromarray(wide).save(tmp_path / "wide.tiff")
+    # The body's value, then the first row's: a 16-bit value v reads round(v / 257).
+    expected = {"dark16.png": (1, 0, 1, 156, 255), "unit.tiff": (64, 0, 255), "wide.tiff": (2, 128, 255, 255)}
+    for name, values in expected.items():
+        gui, cli = _gui_and_cli_pixels(tmp_path / name)
+        assert np.array_equal(gui[..., :3], cli) and (gui[..., 3] == 255).all(), name
+        body, *row = values
+        assert gui[5, 5, 0] == body and tuple(gui[0, : len(row), 0]) == tuple(row), name
+        assert (gui[..., 0] == gui[..., 1]).all() and (gui[..., 1] == gui[..., 2]).all()
+
+
 def test_exif_orientation_is_applied(tmp_path):
     img = Image.new("RGB", (40, 20), (200, 10, 10))
     exif = Image.Exif()

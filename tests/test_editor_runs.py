@@ -254,3 +254,19 @@ def test_requests_hold_the_model_spec_and_layer_pixels_when_built(qtbot, tmp_pat
     got = first.inputs["style_image"]  # pixels, not a temporary file
     assert np.array_equal(got.rgb, style[..., :3]) and np.array_equal(got.alpha, style[..., 3])
     assert first.origin == {"document": doc.identity, "layer": doc.layers[0].id}
+
+
+def test_gpu_memory_in_the_status_bar_comes_from_runner_events(qtbot, tmp_path, errors, asked):
+    from core.runner import DeviceStatus, Job
+
+    win = make_window(qtbot, FakeEngine(), tmp_path)
+    ctl = win.edit_session.controller
+    win.status.model_loaded("sd15 on cuda (fp16)")
+    ctl.device_status.emit(DeviceStatus(Job(1, "edit"), "cuda:0", allocated=3 * 2 ** 30, reserved=4 * 2 ** 30,
+                                        total=80 * 2 ** 30))
+    ctl.device_status.emit(DeviceStatus(Job(2, "edit"), "cuda:0", allocated=5 * 2 ** 30, reserved=6 * 2 ** 30,
+                                        total=80 * 2 ** 30))
+    assert win.device_label.text() == "Model: sd15 on cuda (fp16)  · 5.0 GB"
+    assert "reserved 6.0 GB of 80 GB" in win.device_label.toolTip()
+    ctl.device_status.emit(DeviceStatus(Job(3, "edit"), "cpu"))  # nothing to show on a CPU
+    assert win.device_label.text().endswith("5.0 GB")

@@ -39,14 +39,12 @@ class WindowStatus:
         self.cursor_label.setMinimumWidth(110)
         for w in (self.cursor_label, self.size_label, self.zoom_label, self.device_label):
             bar.addPermanentWidget(w)
-        # A progress bar and a Cancel button, shown only while a model downloads.
+        # A progress bar and a Cancel button, shown only while a model downloads. Made now, put
+        # into the bar on the first download (a hidden button would still make the bar taller).
         self.download_bar = QProgressBar()
         self.download_bar.setMaximumWidth(220)
         self.download_bar.setFormat("Downloading %p%")
         self.download_cancel = QPushButton("Cancel download")
-        for w in (self.download_bar, self.download_cancel):
-            bar.addWidget(w)
-            w.hide()
         self._memory = ""  # "  · 3.2 GB" after the device label, on a GPU
 
     def message(self, text: str, ms: int = 4000) -> None:
@@ -103,6 +101,9 @@ class WindowStatus:
 
     # ---- downloads -----------------------------------------------------------------------------
     def download_progress(self, done: int, total: int) -> None:
+        if self.download_bar.parent() is None:
+            self.bar.addWidget(self.download_bar)
+            self.bar.addWidget(self.download_cancel)
         self.download_bar.setRange(0, max(1, total // MB))
         self.download_bar.setValue(done // MB)
         self.download_bar.setToolTip(f"{done / MB:.0f} / {total / MB:.0f} MB")

@@ -193,6 +193,8 @@ class EditSession(QObject):
 
     def _on_failed(self, job, kind: str, message: str) -> None:
         self.canvas.set_preview(None)
+        if self.finishing:
+            return  # the window is closing: "Finishing…" stays until it has
         if kind == "cancelled":
             self.panel.show_done("Cancelled")
             self.status.emit("Edit cancelled; nothing was changed.")

@@ -161,6 +161,8 @@ def test_closing_during_an_edit_cancels_shows_finishing_and_closes_when_it_stopp
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(5)
+    qtbot.waitUntil(lambda: not runner.busy, timeout=30000)  # cancelled at the engine's next step
+    assert "Finishing" in win.statusBar().currentMessage()  # until the window has gone
     qtbot.waitUntil(lambda: not win.isVisible(), timeout=30000)
     timer.stop()
     assert ticks, "the GUI kept running while the window waited"

@@ -113,51 +113,34 @@ def make_actions(win) -> None:
     A("getting_models", "Getting Stable Diffusion…", win.show_model_help)
 
 
+def _add(menu, actions, keys) -> None:
+    """Add the actions named by keys in order; None is a separator."""
+    for k in keys:
+        menu.addSeparator() if k is None else menu.addAction(actions[k])
+
+
 def make_menus(win) -> None:
     a = win.actions_by_key
     mb = win.menuBar()
     m = mb.addMenu("&File")
     m.addAction(a["open"])
     win.recent_menu = m.addMenu("Open &Recent")
-    m.addAction(a["add_layer"])
-    m.addSeparator()
-    for k in ("save", "save_as", "export"):
-        m.addAction(a[k])
-    m.addSeparator()
-    m.addAction(a["model"])
-    m.addSeparator()
-    m.addAction(a["close"])
-    m.addAction(a["quit"])
+    _add(m, a, ("add_layer", None, "save", "save_as", "export", None, "model", None, "close", "quit"))
     m = mb.addMenu("&Edit")
-    m.addAction(a["undo"])
-    m.addAction(a["redo"])
-    m.addSeparator()
-    for k in ("mask_fill", "mask_clear", "mask_invert"):
-        m.addAction(a[k])
-    m.addSeparator()
-    m.addAction(a["points_delete"])
-    m.addAction(a["points_clear"])
-    m.addSeparator()
+    _add(m, a, ("undo", "redo", None, "mask_fill", "mask_clear", "mask_invert", None, "points_delete",
+                "points_clear", None))
     tools = m.addMenu("&Tools")
     for act in win.tool_group.actions():
         tools.addAction(act)
-    tools.addSeparator()
-    tools.addAction(a["brush_bigger"])
-    tools.addAction(a["brush_smaller"])
+    _add(tools, a, (None, "brush_bigger", "brush_smaller"))
     m = mb.addMenu("&Layer")
-    m.addAction(a["add_layer"])
-    for k in ("duplicate_layer", "delete_layer", "rename_layer", None, "raise_layer", "lower_layer",
-              "merge_down", None, "toggle_visible", None, "mask_from_edit", "mask_remove"):
-        m.addSeparator() if k is None else m.addAction(a[k])
+    _add(m, a, ("add_layer", "duplicate_layer", "delete_layer", "rename_layer", None, "raise_layer", "lower_layer",
+                "merge_down", None, "toggle_visible", None, "mask_from_edit", "mask_remove"))
     win.view_menu = m = mb.addMenu("&View")
-    for k in ("zoom_in", "zoom_out", "fit", "actual", None, "show_mask"):
-        m.addSeparator() if k is None else m.addAction(a[k])
-    m.addSeparator()
+    _add(m, a, ("zoom_in", "zoom_out", "fit", "actual", None, "show_mask", None))
     for dock in (win.layers_dock, win.edit_dock, win.history_dock):
         m.addAction(dock.toggleViewAction())
-    m = mb.addMenu("&Help")
-    m.addAction(a["getting_models"])
-    m.addAction(a["about"])
+    _add(mb.addMenu("&Help"), a, ("getting_models", "about"))
 
 
 def make_tool_bars(win) -> None:
@@ -186,8 +169,7 @@ def make_tool_bars(win) -> None:
     win.hardness_slider.setToolTip("1 = hard edge, 0 = soft edge")
     bar.addWidget(win.hardness_slider)
     bar.addSeparator()
-    for k in ("mask_fill", "mask_invert", "mask_clear", None, "points_clear", None, "fit", "actual"):
-        bar.addSeparator() if k is None else bar.addAction(a[k])
+    _add(bar, a, ("mask_fill", "mask_invert", "mask_clear", None, "points_clear", None, "fit", "actual"))
     show_brush(win, canvas.brush_size, canvas.brush_hardness)
     win.size_slider.valueChanged.connect(lambda v: canvas.set_brush(size=v))
     win.hardness_slider.valueChanged.connect(lambda v: canvas.set_brush(hardness=v))

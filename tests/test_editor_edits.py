@@ -24,13 +24,6 @@ def engine():
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
-    return shown
-
-
-@pytest.fixture
 def win(qtbot, monkeypatch, engine, errors):
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
     w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)

@@ -21,13 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
-    return shown
-
-
-@pytest.fixture
 def asked(monkeypatch):
     """What the window asked about results of pictures no longer open; answer with asked.answer."""
     class Record(list):

@@ -100,8 +100,11 @@ class DocumentFiles:
             return
         if not self.maybe_keep_changes():
             return
-        rgba = np.asarray(result.image.convert("RGBA")).copy()
-        self.doc.load_image(rgba, name)
+        try:
+            self.doc.load_image(np.asarray(result.image.convert("RGBA")).copy(), name)
+        except Exception as exc:  # called from a slot: a message, never an exception out of it
+            self.error("Could not open the result", f"“{name}” could not be opened: {exc}")
+            return
         self._status(f"Opened {name} as a new picture")
 
     # ---- saving ----------------------------------------------------------------------------------

@@ -140,6 +140,14 @@ class EditSession(QObject):
 
     def _on_result(self, job, result) -> None:
         self.canvas.set_preview(None)
+        try:
+            self._land(job, result)
+        except Exception as e:  # never out of a slot: the user hears of it, the document is untouched
+            log.exception("adding the result of job %s failed", job.id)
+            self.panel.show_done("Failed")
+            self.show_error("Could not add the result", f"The edit finished but its result could not be added: {e}")
+
+    def _land(self, job, result) -> None:
         method = get_method(result.method)
         self.result_counts[method.name] += 1
         name = f"{short_label(method.label)} {self.result_counts[method.name]}"
@@ -147,13 +155,7 @@ class EditSession(QObject):
             self.panel.show_done(f"Done: {name}, for a picture no longer open")
             self.orphan_result.emit(result, name)
             return
-        try:
-            self._add_result(job.request, result, name)
-        except Exception as e:  # never out of a slot: the user hears of it, the document is untouched
-            log.exception("adding the result of %s failed", name)
-            self.panel.show_done("Failed")
-            self.show_error("Could not add the result", f"{name} finished but could not be added: {e}")
-            return
+        self._add_result(job.request, result, name)
         self.panel.show_done(f"Done: {name} ({result.seconds:.1f} s)")
         self.status.emit(f"{name} added ({result.seconds:.1f} s)")
 

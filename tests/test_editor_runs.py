@@ -134,7 +134,7 @@ def test_a_result_that_cannot_be_added_is_a_message_not_an_empty_undo_entry(qtbo
     with qtbot.waitSignal(finish, timeout=30000):
         win.edit_panel.select_method("reconstruct")
         win.edit_panel.run_button.click()
-    assert len(errors) == 1 and "could not be added" in errors[0][1]
+    assert len(errors) == 1 and "could not be added" in errors[0][1] and "30×20" in errors[0][1]
     assert_untouched(win.document, "first", (64, 48))
 
 

@@ -205,7 +205,12 @@ def test_the_process_exits_cleanly_when_a_load_outlives_the_window(tmp_path):
         win = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
         win.show()
         win.edit_session.controller.load_model(ModelSpec("big-model"))
-        QTimer.singleShot(300, win.close)
+        def close_once_loading():  # close while the load runs (not while it still waits in the queue)
+            if engine.load_started.is_set():
+                win.close()
+            else:
+                QTimer.singleShot(20, close_once_loading)
+        QTimer.singleShot(0, close_once_loading)
         code = app.exec()
         print("window closed", "load finished" if engine.load_finished.is_set() else "load running", flush=True)
         sys.exit(code)

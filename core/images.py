@@ -11,7 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 import torch
@@ -84,33 +84,38 @@ def _to_8bit_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray
     return np.ascontiguousarray(np.asarray(im.convert("RGB"))), None
 
 
-def check_size(w: int, h: int, what: str = "Image") -> None:
-    if w < MIN_SIDE or h < MIN_SIDE:
-        raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {MIN_SIDE} pixels.")
+def check_size(w: int, h: int, what: str = "Image", min_side: int = MIN_SIDE) -> None:
+    if w < min_side or h < min_side:
+        raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {min_side} pixels.")
     if w * h > MAX_PIXELS:
         raise InvalidInput(f"{what} is {w}x{h} ({w * h / 1e6:.0f} MP): the limit is 100 megapixels; "
                            "downscale it first.")
 
 
-def open_pil(src: ImageLike, what: str = "Image") -> Image.Image:
-    """Open with EXIF orientation applied; a clear InvalidInput for anything unreadable."""
+def open_pil(src: Union[ImageLike, BinaryIO], what: str = "Image", min_side: int = MIN_SIDE) -> Image.Image:
+    """Open with EXIF orientation applied; a clear InvalidInput for anything unreadable. `src` may
+    also be a binary file object (a layer inside a project archive), named by `what`."""
     if isinstance(src, Image.Image):
         return ImageOps.exif_transpose(src)
     if isinstance(src, np.ndarray):
         return Image.fromarray(src)
-    path = Path(src)
-    if not path.is_file():
-        raise InvalidInput(f"{what} file not found: {path}")
+    if hasattr(src, "read"):
+        path, name, label = src, what, what
+    else:
+        path = Path(src)
+        if not path.is_file():
+            raise InvalidInput(f"{what} file not found: {path}")
+        name, label = path.name, f"{what} {path.name}"
     try:
         with Image.open(path) as im:
             im.size  # noqa: B018 - header parse
-            check_size(*im.size, what=f"{what} {path.name}")
+            check_size(*im.size, what=label, min_side=min_side)
             im.load()
             return ImageOps.exif_transpose(im)
     except InvalidInput:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise InvalidInput(f"Cannot read {path.name} as an image ({type(e).__name__}): use PNG, JPEG, WebP, "
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise InvalidInput(f"Cannot read {name} as an image ({type(e).__name__}): use PNG, JPEG, WebP, "
                            "TIFF or BMP.") from None
 
 
@@ -122,6 +127,17 @@ def load_image(src: ImageLike, name: str | None = None) -> SourceImage:
     if name is None:
         name = Path(src).name if isinstance(src, (str, os.PathLike)) else "image"
     return SourceImage(rgb, alpha, name)
+
+
+def load_rgba(src: Union[ImageLike, BinaryIO], what: str = "Image") -> np.ndarray:
+    """HxWx4 uint8 (alpha 255 where the picture has none), decoded exactly as `load_image` decodes
+    (16-bit, float and palette rules, EXIF orientation): the editor and project files read through
+    this, so a picture has the same pixels in the GUI as in the CLI. No minimum size: a small
+    picture still opens as a layer (the engine refuses it only when it is edited)."""
+    rgb, alpha = _to_8bit_rgb_alpha(open_pil(src, what, min_side=1))
+    if alpha is None:
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    return np.ascontiguousarray(np.dstack([rgb, alpha]))
 
 
 def load_mask(src: ImageLike, size: tuple[int, int]) -> np.ndarray:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.errors import InvalidInput
 from core.files import atomic_write
-
-from .compositing import apply_mask, composite_rgba
-from .image_io import ImageReadError, decode_image, encode_png
+from core.images import load_rgba
+from widgets.compositing import apply_mask, composite_rgba
 
 MIMETYPE = b"image/openraster"
 META_ENTRY = "malleable/document.json"
@@ -36,6 +36,12 @@ MAX_SIDE = 32768
 MAX_PIXELS = 200_000_000
 MAX_ENTRY_BYTES = 1 << 30
 MAX_XML_BYTES = 16 << 20
+
+
+def encode_png(rgba_or_grey: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba_or_grey)).save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()
 
 
 class OraError(Exception):
@@ -160,13 +166,13 @@ def _entry(zf: zipfile.ZipFile, member: str, what: str, limit: int = MAX_ENTRY_B
 
 def _png(zf, member, what, size=None, grey=False) -> np.ndarray:
     try:
-        rgba = decode_image(io.BytesIO(_entry(zf, member, what)), what=what)
-    except ImageReadError as exc:
+        rgba = load_rgba(io.BytesIO(_entry(zf, member, what)), what=what)
+    except InvalidInput as exc:
         raise OraError(f"The project is damaged: {exc}") from None
     if size is not None and rgba.shape[:2] != (size[1], size[0]):
         raise OraError(f"The project is damaged: {what} has the wrong size.")
     if grey:
-        return np.ascontiguousarray(rgba[..., 0])  # decode_image made R=G=B from the grey value
+        return np.ascontiguousarray(rgba[..., 0])  # load_rgba made R=G=B from the grey value
     return rgba
 
 

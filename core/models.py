@@ -167,14 +167,15 @@ class DiffusionModel:
         family has one), cached per prompt (iterating must not re-encode)."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        rows = {p: self._text_cache[p] for p in dict.fromkeys(prompts) if p in self._text_cache}
+        missing = [p for p in dict.fromkeys(prompts) if p not in rows]
         if missing:
             cond = self.encode_uncached(missing)
             for k, p in enumerate(missing):
-                self._text_cache[p] = cond[k]
-            while len(self._text_cache) > 512:  # bounded: drop the oldest
+                rows[p] = self._text_cache[p] = cond[k]
+            while len(self._text_cache) > 512:  # bounded: drop the oldest (this call's rows are kept above)
                 self._text_cache.pop(next(iter(self._text_cache)))
-        return Conditioning.cat([self._text_cache[p] for p in prompts])
+        return Conditioning.cat([rows[p] for p in prompts])
 
     @torch.no_grad()
     def encode_uncached(self, prompts: list[str]) -> Conditioning:

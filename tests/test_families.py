@@ -344,3 +344,11 @@ def test_cli_json_names_the_family(tmp_path):
     assert code == 0, buf.getvalue()
     summary = json.loads(buf.getvalue())
     assert summary["family"] == "sdxl" and (tmp_path / "out.png").is_file()
+
+
+def test_encoding_more_prompts_than_the_cache_holds(tmp_path):
+    model = build_tiny_family_model(tmp_path, "sdxl")
+    prompts = [f"a shape number {i}" for i in range(600)]  # the prompt cache keeps 512
+    cond = model.encode_text(prompts)
+    assert len(cond) == 600 and cond.pooled.shape[0] == 600
+    torch.testing.assert_close(cond[599].embeds, model.encode_uncached([prompts[599]]).embeds)

@@ -137,19 +137,20 @@ def test_alternating_drag_spreads_the_budget_over_timesteps_and_denoises_between
 
 
 def test_budget_grows_with_the_drag_and_lengths_scale_with_the_grid():
-    def ctx(w, h, native):
+    def ctx(w, h, native, vae_scale):
         place = plan_working_size(w, h, native, 8)
-        return SimpleNamespace(place=place, source=SimpleNamespace(size=(w, h)))
+        return SimpleNamespace(place=place, source=SimpleNamespace(size=(w, h)),
+                               model=SimpleNamespace(vae_scale=vae_scale))
 
     p = DragParams(points=((1.0, 1.0, 2.0, 2.0),))
-    demo, sd = ctx(64, 64, 64), ctx(512, 512, 512)
+    demo, sd = ctx(64, 64, 64, 4), ctx(512, 512, 512, 8)
     short = drag_settings(demo, p, torch.tensor([[10.0, 10.0]]), torch.tensor([[12.0, 10.0]]), 35)
     long = drag_settings(demo, p, torch.tensor([[5.0, 10.0]]), torch.tensor([[16.0, 10.0]]), 35)
     assert short.budget == p.drag_steps and long.budget == math.ceil(p.drag_steps * 11 / 32 / 0.1)
     assert short.timesteps == 7  # 0.2 of 35 denoising steps: GoodDrag's 7
     official = drag_settings(sd, p, torch.tensor([[10.0, 10.0]]), torch.tensor([[12.0, 10.0]]), 35)
-    assert (official.r_m, official.r_p, official.step) == (4, 12, 4.0)   # SD 1.5 at 512 px: GoodDrag's values
-    assert (short.r_m, short.r_p, short.step) == (1, 2, 0.5)             # the 64 px demo: an eighth
+    assert (official.r_m, official.r_p, official.step) == (4, 12, 4.0)   # SD 1.5: GoodDrag's values
+    assert (short.r_m, short.r_p, short.step) == (2, 6, 2.0)             # the demo's latent cell is half as wide
 
 
 def test_reach_is_reported_in_input_pixels_and_reached_only_when_every_handle_arrived():

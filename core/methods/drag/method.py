@@ -6,11 +6,14 @@ on the original features at the initial handle, with point tracking) with single
 over the first denoising steps, and denoise the rest beside the original trajectory, whose
 self-attention keys and values the dragged branch borrows.
 
-Lengths (patch and tracking radii, the motion step) are given in SD 1.5 feature-grid units, the
-grid of a 512 px picture (256 across), and scaled to this model's grid: the official values say how
-far, relative to the picture, a patch reaches or a handle may jump, so on the 64 px demo model
-(a 32-unit grid) GoodDrag's 4-unit patch radius becomes 1 and its 12-unit tracking window 2. The
-step budget grows with the drag's length, also measured relative to the picture.
+Lengths (patch and tracking radii, the motion step) are given in SD 1.5's feature-grid units and
+scaled by the model's latent cell: the supervised features live on the latent grid (SD 1.5's
+up_blocks[2] output, bilinearly enlarged to the half-resolution grid), and GoodDrag's 4-unit patch
+radius, 12-unit tracking window and 4-unit step are 1, 3 and 1 latent cells of SD 1.5 (a latent
+cell spans 8 pixels, 4 grid units). They stay the same in grid units at any picture size, as in
+GoodDrag; on the demo model (4-pixel latent cells, 2 grid units) they halve to 2, 6 and 2, so that
+a step still crosses a whole cell of features instead of interpolating inside one. The step budget
+grows with the drag's length measured relative to the picture.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from ...sampling import invert_cached
 from ...schedule import DDIMSchedule
 from ...unet_calls import vae_decode
 
-SD1_GRID = 256          # feature-grid units across SD 1.5's 512 px picture: the units of r_m, r_p, motion_step
+SD1_LATENT_CELL = 8     # pixels per latent cell in SD 1.5 (its VAE factor): the unit r_m, r_p, motion_step scale by
 BUDGET_DISTANCE = 0.1   # drag_steps buys a drag of this share of the picture's longer side
 
 
@@ -47,7 +50,7 @@ class DragParams(MethodParams):
     lora_rank: int = param(16, "Rank of the identity LoRA.", min=1, max=256, advanced=True)
     lora_lr: float = param(5e-4, "Learning rate of the identity LoRA (AdamW).", min=1e-7, max=1e-1,
                            advanced=True)
-    drag_steps: int = param(80, "Motion-supervision steps for a drag of a tenth of the picture's longer side; "
+    drag_steps: int = param(40, "Motion-supervision steps for a drag of a tenth of the picture's longer side; "
                                 "a longer drag gets proportionally more. Stops earlier when every handle "
                                 "has arrived.", min=0, max=2000)
     drag_timesteps: float = param(0.2, "Share of the denoising steps over which drag steps and denoising "
@@ -62,13 +65,14 @@ class DragParams(MethodParams):
                              min=1e-5, max=1.0, advanced=True)
     lam: float = param(0.1, "Weight of keeping the latent outside the mask unchanged (only with a mask).",
                        min=0.0, max=100.0, advanced=True)
-    r_m: float = param(4.0, "Motion-supervision patch radius in SD 1.5 feature-grid units (256 across a 512 px "
-                            "picture), scaled to this model's grid (GoodDrag: 4).", min=0, max=64, advanced=True)
-    r_p: float = param(12.0, "Point-tracking search radius in SD 1.5 feature-grid units, scaled to this "
-                             "model's grid (GoodDrag: 12).", min=1, max=128, advanced=True)
+    r_m: float = param(4.0, "Motion-supervision patch radius in SD 1.5 feature-grid units (half-resolution "
+                            "pixels; 4 = one latent cell), scaled by this model's latent cell (GoodDrag: 4).",
+                       min=0, max=64, advanced=True)
+    r_p: float = param(12.0, "Point-tracking search radius in SD 1.5 feature-grid units, scaled by this "
+                             "model's latent cell (GoodDrag: 12).", min=1, max=128, advanced=True)
     motion_step: float = param(4.0, "Longest step ahead of the handle that motion supervision pulls toward, "
-                                    "in SD 1.5 feature-grid units, scaled to this model's grid (GoodDrag: 4; "
-                                    "DragDiffusion: 1).", min=0.1, max=64, advanced=True)
+                                    "in SD 1.5 feature-grid units, scaled by this model's latent cell "
+                                    "(GoodDrag: 4; DragDiffusion: 1).", min=0.1, max=64, advanced=True)
     steps: int = param(50, "DDIM steps of the whole schedule (inversion and denoising run part of it).",
                        min=2, max=1000)
 
@@ -124,8 +128,8 @@ def input_px_per_grid_unit(ctx: EditContext) -> float:
 
 
 def grid_scale(ctx: EditContext) -> float:
-    """This model's feature grid against SD 1.5's at 512 px (the demo at 64 px: 1/8)."""
-    return max(feature_grid_size(ctx)) / SD1_GRID
+    """This model's latent cell against SD 1.5's, in feature-grid units (the demo's 4-pixel cell: 1/2)."""
+    return ctx.model.vae_scale / SD1_LATENT_CELL
 
 
 def drag_settings(ctx: EditContext, p: DragParams, handles: torch.Tensor, targets: torch.Tensor,

@@ -42,7 +42,7 @@ from ...unet_layout import forward_hook, up_block_for_sd1
 STOP_RADIUS = 2.0        # grid units: the official "arrived" radius (both DragDiffusion and GoodDrag)
 STOP_FRACTION = 0.1      # ... but never more than this share of the handle's own drag, so that an
 MIN_STOP_RADIUS = 1.0    #     arrived handle has covered >= 90 % of it; and never under one grid unit
-STILL_TRACKS = 5         # GoodDrag: stop dragging after this many trackings in a row moved no handle
+STILL_TRACKS = 10        # GoodDrag (its app's default): stop dragging after this many trackings in a row moved no handle
 
 
 # ---- features -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from core.attention import AttentionRecorder, attention_hooks
+from core.conditioning import Conditioning
 from core.engine import EditRequest, Engine
 from core.errors import ModelUnavailable
 from core.methods.style_diffusion import method as sd
@@ -169,7 +170,8 @@ def test_a_word_swap_changes_the_result_from_the_first_step(trained):
     _, self_layers = sd.layer_selectors(model.unet)
     control = sd.PromptToPromptControl(al, self_layers, 1, 1, 1)
     with torch.no_grad(), attention_hooks(model.unet, values, control):
-        out = unet_forward(model, torch.cat([x, x]), schedule.timesteps[0], torch.cat([uncond, uncond, c_tgt, c_src]))
+        out = unet_forward(model, torch.cat([x, x]), schedule.timesteps[0],
+                           Conditioning.cat([uncond, uncond, c_tgt, c_src]))
     assert (out[sd.TGT_C] - out[sd.SRC_C]).abs().mean() > 1e-4
 
 

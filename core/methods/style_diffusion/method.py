@@ -185,9 +185,11 @@ class ValueMapper(nn.Module):
         return apply_value(cond, scale, shift)
 
 
-def apply_value(cond: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """The value embedding of a prompt embedding `cond` under a learned (scale, shift)."""
-    return cond.float() * scale + shift
+def apply_value(cond, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The value embedding of a prompt embedding `cond` (a tensor or a Conditioning's embeddings)
+    under a learned (scale, shift)."""
+    embeds = cond.embeds if isinstance(cond, Conditioning) else cond
+    return embeds.float() * scale + shift
 
 
 # ---- attention hooks -----------------------------------------------------------------------------

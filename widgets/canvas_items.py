@@ -78,7 +78,9 @@ class CompositeItem(QGraphicsItem):
 
 class EditMaskOverlayItem(QGraphicsItem):
     """The edit mask as a translucent tint. Its ARGB buffer is updated in place, only where a
-    stroke touched, so painting stays fast on large pictures."""
+    stroke touched, so painting stays fast on large pictures. Subclasses tint another mask
+    (`_mask_view`) in another colour."""
+    tint, alpha = MASK_TINT, MASK_ALPHA
 
     def __init__(self, document):
         super().__init__()
@@ -99,13 +101,16 @@ class EditMaskOverlayItem(QGraphicsItem):
             self._image = QImage()
         self.update()
 
+    def _mask_view(self) -> np.ndarray:
+        return self._doc.edit_mask_view()
+
     def refresh(self, x, y, w, h):
-        mask = self._doc.edit_mask_view()
+        mask = self._mask_view()
         if mask.shape != self._buf.shape[:2]:
             self.rebuild()
             return
-        a = mask[y:y + h, x:x + w].astype(np.float32) * (MASK_ALPHA / 255.0)
-        r, g, b = MASK_TINT
+        a = mask[y:y + h, x:x + w].astype(np.float32) * (self.alpha / 255.0)
+        r, g, b = self.tint
         region = self._buf[y:y + h, x:x + w]
         # Premultiplied ARGB32 is B, G, R, A in memory on little-endian machines.
         region[..., 0] = (a * b + 0.5).astype(np.uint8)

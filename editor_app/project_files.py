@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from core.errors import InvalidInput
 from core.formats import PROJECT_EXTENSION
 from core.images import load_rgba
 
 from .document import Document, Layer
-from .ora import LayerData, OraError, ProjectData, read_ora, write_ora
+from .ora import LayerData, ProjectData, read_ora, write_ora
 
 
 def is_project(path) -> bool:

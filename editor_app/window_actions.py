@@ -93,7 +93,7 @@ def make_actions(win) -> None:
     A("toggle_visible", "&Show Layer", lambda: _on_active(d, lambda l: d.set_layer_visible(l, not l.visible)),
       None, checkable=True)
     A("mask_from_edit", "Add Layer Mask from &Selection",
-      lambda: _on_active(d, lambda l: d.set_layer_mask(l, d.edit_mask_array())))
+      lambda: _on_active(d, lambda l: d.set_layer_mask(l, d.edit_mask_array(), "Layer Mask from Selection")))
     A("mask_remove", "Remove Layer Mas&k", lambda: _on_active(d, lambda l: d.set_layer_mask(l, None)))
 
     A("zoom_in", "Zoom &In", c.zoom_in, ["Ctrl++", "Ctrl+="])

@@ -63,6 +63,9 @@ class Document(QObject):
     layer_changed = Signal(int)       # one layer's pixels, mask, name, visibility or opacity
     active_layer_changed = Signal(int)
     edit_mask_changed = Signal(QRect)  # the dirty region in image pixels
+    # A brush stroke on a layer's mask, live: the region each dab changed (views patch just that).
+    # The layer's revision and layer_changed follow once, when the stroke ends.
+    layer_mask_stroked = Signal(int, QRect)
     points_changed = Signal()
     file_changed = Signal()           # path or modified state (the window title)
 
@@ -469,14 +472,13 @@ class MaskStroke:
         if self._layer_id is None:
             doc.edit_mask_changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
         else:
-            doc.layer_by_id(self._layer_id).revision += 1
-            doc.layer_changed.emit(self._layer_id)
+            doc.layer_mask_stroked.emit(self._layer_id, QRect(x0, y0, x1 - x0, y1 - y0))
 
     def finish(self) -> None:
         doc = self._doc
         if self._box is None:
             if self._added_mask:
-                doc.layer_by_id(self._layer_id).mask = None
+                doc._set_layer_attr(self._layer_id, "mask", None)  # views may have seen it live
             return
         x0, y0, x1, y1 = self._box
         rect = (x0, y0, x1 - x0, y1 - y0)
@@ -497,7 +499,6 @@ class MaskStroke:
             if not unchanged:
                 doc.undo_stack.push(commands.SetLayerMaskCommand(doc, layer.id, None, self._mask.copy(), text))
             else:
-                layer.revision += 1
-                doc.layer_changed.emit(layer.id)
+                doc._set_layer_attr(layer.id, "mask", None)
         elif not unchanged:
             doc.undo_stack.push(commands.LayerMaskPatchCommand(doc, layer.id, rect, before, after, text))

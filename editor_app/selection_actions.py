@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QWidget
 from superqt import QLabeledSlider
 
 from widgets import dialogs
@@ -18,12 +18,14 @@ from widgets.selection_tools import TOOL_LABELS, SelectMode
 
 from . import selection
 
+# (tool, menu text, the keys as menus show them, tooltip)
 TOOLS = (
-    (Tool.SELECT_RECT, "&Rectangle Select", "M; press M again for the ellipse"),
-    (Tool.SELECT_ELLIPSE, "E&llipse Select", "M twice"),
-    (Tool.LASSO, "&Lasso (freehand)", "L; press L again for the polygon"),
-    (Tool.POLYGON, "&Polygon Lasso (click the corners; Enter or double-click closes)", "L twice"),
-    (Tool.WAND, "Magic &Wand (similar colours)", "W"),
+    (Tool.SELECT_RECT, "&Rectangle Select", "M", "Rectangle Select  (M; M again: Ellipse)"),
+    (Tool.SELECT_ELLIPSE, "E&llipse Select", "M, M", "Ellipse Select  (M twice)"),
+    (Tool.LASSO, "&Lasso", "L", "Lasso: draw around what to select  (L; L again: Polygon)"),
+    (Tool.POLYGON, "&Polygon Lasso", "L, L",
+     "Polygon Lasso: click the corners; Enter, a double-click or the first corner closes it  (L twice)"),
+    (Tool.WAND, "Magic &Wand", "W", "Magic Wand: click a colour to select it and what is like it  (W)"),
 )
 MODE_NAMES = {SelectMode.REPLACE: "Replace", SelectMode.ADD: "Add (Shift)",
               SelectMode.SUBTRACT: "Subtract (Alt)", SelectMode.INTERSECT: "Intersect (Shift+Alt)"}
@@ -34,11 +36,13 @@ def make_actions(win) -> None:
     """The tool actions (into win.tool_group), the M/L cycling shortcuts and the Select menu's
     commands; the Select All / Deselect / Invert actions are window_actions' mask_* ones."""
     canvas = win.canvas
-    for tool, text, keys in TOOLS:
-        a = QAction(icon(tool.value), text, win)
+    for tool, text, keys, tip in TOOLS:
+        # The keys after a tab: menus show them where a shortcut goes; the shortcuts themselves are
+        # the cycling actions below (and W), so a click on a tool's button never cycles.
+        a = QAction(icon(tool.value), f"{text}\t{keys}" if tool != Tool.WAND else text, win)
         a.setObjectName(f"tool_{tool.value}")
         a.setCheckable(True)
-        a.setToolTip(f"{text.replace('&', '').split(' (')[0]}  ({keys})")
+        a.setToolTip(tip)
         a.triggered.connect(lambda _=False, t=tool: canvas.set_tool(t))
         win.tool_group.addAction(a)
         win.actions_by_key[a.objectName()] = a
@@ -78,7 +82,7 @@ def make_menu(win, menubar) -> None:
     for key in ("mask_fill", "mask_clear", "mask_invert", None, "select_grow", "select_shrink", "select_feather",
                 None, "select_alpha", None):
         m.addSeparator() if key is None else m.addAction(a[key])
-    for tool, _text, _keys in TOOLS:
+    for tool, *_ in TOOLS:
         m.addAction(a[f"tool_{tool.value}"])
     win.select_menu = m
 
@@ -95,6 +99,7 @@ def add_tool_options(win, bar) -> None:
     """Mode, antialiasing and the wand's settings, shown while a selection tool is active."""
     opts = win.canvas.selection_tool.options
     box = QWidget()
+    box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
     row = QHBoxLayout(box)
     row.setContentsMargins(6, 0, 0, 0)
     win.select_mode_combo = combo = QComboBox()

@@ -72,6 +72,27 @@ def test_paint_a_layer_mask_with_brush_and_eraser_and_undo(win):
     assert hidden.blue() > hidden.red() and kept.red() > 200 and kept.blue() < 60
 
 
+def test_a_live_mask_stroke_patches_only_what_it_touched(win):
+    """While the mouse is down the canvas shows the stroke (recomposited only where it painted);
+    the layer's revision moves once, when the stroke ends."""
+    from tests.editor_helpers import mouse
+    d, c = win.document, win.canvas
+    red = d.active_layer
+    win.actions_by_key["layer_mask_edit"].trigger()
+    c.set_tool(Tool.ERASER)
+    c.set_brush(size=10, hardness=1.0)
+    assert shown(win, 20, 30) == (255, 0, 0)
+    composite = c.composite_item.composite()
+    revision = red.revision
+    mouse(c, "press", c.map_from_image(QPointF(10, 30)))
+    mouse(c, "move", c.map_from_image(QPointF(30, 30)))
+    assert c.composite_item.composite() is composite  # patched in place, not rebuilt
+    assert shown(win, 20, 30) == (255, 255, 255) and shown(win, 60, 30) == (255, 0, 0)
+    assert red.revision == revision
+    mouse(c, "release", c.map_from_image(QPointF(30, 30)))
+    assert red.revision > revision and shown(win, 20, 30) == (255, 255, 255)
+
+
 def test_brush_on_a_maskless_layer_changes_nothing_and_leaves_no_entry(win):
     d, c = win.document, win.canvas
     win.actions_by_key["layer_mask_edit"].trigger()

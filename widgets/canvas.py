@@ -85,6 +85,7 @@ class CanvasView(QGraphicsView):
         document.reset.connect(self._on_reset)
         document.layers_changed.connect(self.composite_item.invalidate)
         document.layer_changed.connect(lambda _id: self.composite_item.invalidate())
+        document.layer_mask_stroked.connect(self.composite_item.refresh_region)
         document.edit_mask_changed.connect(lambda r: self.mask_item.refresh(r.x(), r.y(), r.width(), r.height()))
         document.points_changed.connect(self._rebuild_points)
         self._on_reset()

@@ -22,17 +22,23 @@ class LayerMaskOverlayItem(EditMaskOverlayItem):
         document.layers_changed.connect(self.rebuild)
         document.active_layer_changed.connect(lambda _id: self.rebuild())
         document.layer_changed.connect(self._on_layer_changed)
+        document.layer_mask_stroked.connect(self._on_stroke)
 
-    def _mask_view(self) -> np.ndarray:
+    def _mask_region(self, x, y, w, h) -> np.ndarray:
         layer = self._doc.active_layer
         if layer is None or layer.mask is None:
-            return np.zeros((self._doc.height, self._doc.width), np.uint8)
-        return 255 - layer.mask
+            return np.zeros((min(h, self._doc.height - y), min(w, self._doc.width - x)), np.uint8)
+        return 255 - layer.mask[y:y + h, x:x + w]
 
     def _on_layer_changed(self, layer_id: int) -> None:
         active = self._doc.active_layer
         if self.isVisible() and active is not None and active.id == layer_id:
             self.refresh(0, 0, self._doc.width, self._doc.height)
+
+    def _on_stroke(self, layer_id: int, rect) -> None:
+        active = self._doc.active_layer
+        if self.isVisible() and active is not None and active.id == layer_id:
+            self.refresh(rect.x(), rect.y(), rect.width(), rect.height())
 
     def rebuild(self):
         if self.isVisible():  # hidden, it costs nothing; it is rebuilt when shown

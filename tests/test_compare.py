@@ -7,13 +7,10 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from core.registry import get_method
-from editor_app.main_window import MainWindow
 from editor_app.ora import write_ora
 from editor_app.project_files import document_to_project
-from editor_app.settings import AppSettings
-from widgets import dialogs
 from widgets.compare_view import compared_layer
-from tests.editor_helpers import write_png
+from tests.editor_helpers import open_window, write_png
 
 W, H = 80, 60
 BASE, RESULT = (250, 250, 250, 255), (20, 60, 220, 255)
@@ -21,12 +18,7 @@ BASE, RESULT = (250, 250, 250, 255), (20, 60, 220, 255)
 
 @pytest.fixture
 def win(qtbot, monkeypatch, tmp_path):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    w = MainWindow(AppSettings.in_memory(), probe_device=False)
-    qtbot.addWidget(w)
-    w.resize(1000, 700)
-    w.show()
-    qtbot.waitExposed(w)
+    w = open_window(qtbot, monkeypatch)
     assert w.open_path(write_png(tmp_path / "photo.png", np.full((H, W, 4), BASE, np.uint8)))
     return w
 

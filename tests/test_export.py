@@ -61,25 +61,23 @@ def test_webp_lossless_and_tiff_round_trip_exactly(doc, tmp_path):
         assert np.array_equal(pixels, doc.composite_rgba()), name
 
 
-def test_jpeg_is_within_its_quality(qapp, tmp_path):
+def lossy_error(tmp_path, ext, quality) -> float:
+    """Mean absolute difference per channel after exporting the smooth picture at this quality."""
     d = Document()
     d.load_image(smooth_rgba(), "smooth")
-    errors = {}
-    for q in (95, 30):
-        pixels, _ = read(export_document(d, ExportOptions(quality=q).with_path(tmp_path / f"q{q}.jpg")))
-        errors[q] = np.abs(pixels[..., :3].astype(int) - smooth_rgba()[..., :3]).mean()
-    assert errors[95] < 1.5
-    assert errors[30] > errors[95] * 1.5  # the control: the quality setting is what made it close
+    pixels, _ = read(export_document(d, ExportOptions(quality=quality).with_path(tmp_path / f"q{quality}{ext}")))
+    return float(np.abs(pixels[..., :3].astype(int) - smooth_rgba()[..., :3]).mean())
+
+
+def test_jpeg_is_within_its_quality(qapp, tmp_path):
+    high, low = lossy_error(tmp_path, ".jpg", 95), lossy_error(tmp_path, ".jpg", 30)
+    assert high < 1.5
+    assert low > high * 1.5  # the control: the quality setting is what made it close
 
 
 def test_lossy_webp_is_close_and_honours_quality(qapp, tmp_path):
-    d = Document()
-    d.load_image(smooth_rgba(), "smooth")
-    err = {}
-    for q in (95, 10):
-        pixels, _ = read(export_document(d, ExportOptions(quality=q).with_path(tmp_path / f"q{q}.webp")))
-        err[q] = np.abs(pixels[..., :3].astype(int) - smooth_rgba()[..., :3]).mean()
-    assert err[95] < 3.0 and err[10] > err[95]
+    high, low = lossy_error(tmp_path, ".webp", 95), lossy_error(tmp_path, ".webp", 10)
+    assert high < 3.0 and low > high
 
 
 def test_jpeg_flattens_transparency_onto_white(doc, tmp_path):

@@ -5,12 +5,9 @@ import pytest
 from PySide6.QtCore import QPointF
 
 from editor_app.document import Document
-from editor_app.main_window import MainWindow
 from editor_app.project_files import open_into, save_project
-from editor_app.settings import AppSettings
-from widgets import dialogs
 from widgets.canvas import Tool
-from tests.editor_helpers import drag_image, write_png
+from tests.editor_helpers import open_window, drag_image, write_png
 
 W, H = 80, 60
 RED = (255, 0, 0, 255)
@@ -18,12 +15,7 @@ RED = (255, 0, 0, 255)
 
 @pytest.fixture
 def win(qtbot, monkeypatch, tmp_path):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    w = MainWindow(AppSettings.in_memory(), probe_device=False)
-    qtbot.addWidget(w)
-    w.resize(1000, 700)
-    w.show()
-    qtbot.waitExposed(w)
+    w = open_window(qtbot, monkeypatch)
     white = np.full((H, W, 4), 255, np.uint8)
     assert w.open_path(write_png(tmp_path / "white.png", white))
     red = np.zeros((H, W, 4), np.uint8)

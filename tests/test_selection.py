@@ -6,13 +6,11 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from editor_app import selection, selection_actions
-from editor_app.main_window import MainWindow
 from editor_app.project_files import open_into, save_project
-from editor_app.settings import AppSettings
 from widgets import dialogs
 from widgets.canvas import Tool
 from widgets.selection_tools import SelectMode, outline_segments
-from tests.editor_helpers import mouse, sample_rgba, write_png
+from tests.editor_helpers import open_window, mouse, sample_rgba, write_png
 
 SHIFT, ALT = Qt.KeyboardModifier.ShiftModifier, Qt.KeyboardModifier.AltModifier
 W, H = 96, 64
@@ -20,12 +18,7 @@ W, H = 96, 64
 
 @pytest.fixture
 def win(qtbot, monkeypatch, tmp_path):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    w = MainWindow(AppSettings.in_memory(), probe_device=False)
-    qtbot.addWidget(w)
-    w.resize(1000, 700)
-    w.show()
-    qtbot.waitExposed(w)
+    w = open_window(qtbot, monkeypatch)
     assert w.open_path(write_png(tmp_path / "pic.png", sample_rgba(W, H)))
     return w
 

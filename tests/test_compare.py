@@ -142,6 +142,16 @@ def test_edit_again_restores_a_drags_points(win):
     assert d.point_pairs() == [(1, 1, 2, 2)]
 
 
+def test_edit_again_finds_the_source_under_a_stack_of_results(win):
+    d = win.document
+    first = add_result(d, prompt="one")
+    second = d.add_result_layer(np.full((H, W, 4), RESULT, np.uint8), "Restyle 2",
+                                {"method": "pnp", "params": {"prompt": "two"}}, above=first)
+    d.set_active_layer(second)
+    win.actions_by_key["edit_again"].trigger()
+    assert d.active_layer is d.layers[0] and win.edit_panel.form.values()["prompt"] == "two"
+
+
 def test_edit_again_on_a_plain_layer_says_so(win):
     win.actions_by_key["edit_again"].setEnabled(True)
     win.actions_by_key["edit_again"].trigger()

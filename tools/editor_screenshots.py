@@ -140,6 +140,16 @@ def main(argv=None) -> int:
     menu.grab().save(str(out_dir / "layer-context-menu.png"))
     print(out_dir / "layer-context-menu.png")
     menu.hide()
+    # The result's tooltip, as the Layers panel shows it
+    from PySide6.QtWidgets import QToolTip
+    item = win.layer_panel.list.item(0)
+    QToolTip.showText(win.mapToGlobal(win.rect().center()), item.toolTip(), win)
+    settle()
+    tips = [w for w in QApplication.topLevelWidgets() if w.isVisible() and w.metaObject().className() == "QTipLabel"]
+    if tips:
+        tips[0].grab().save(str(out_dir / "result-tooltip.png"))
+        print(out_dir / "result-tooltip.png")
+    QToolTip.hideText()
 
     # Before/after
     d.set_active_layer(base)

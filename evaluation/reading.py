@@ -75,6 +75,16 @@ def classify_fill(fg: np.ndarray, spec: ShapeSpec, bg: np.ndarray) -> tuple[str,
     return max(ious, key=ious.get), ious
 
 
+def classify_shape_and_fill(fg: np.ndarray, spec: ShapeSpec, bg: np.ndarray) -> dict:
+    """IoU of the foreground with the ink of every (shape, fill) drawn at its centroid with spec's size:
+    {(shape, fill): IoU}. Read jointly, an outlined square is not mistaken for a filled ring."""
+    ys, xs = np.nonzero(fg)
+    centre = (float(xs.mean()), float(ys.mean()))
+    return {(shape, fill): _iou(ink_mask(ShapeSpec(shape, spec.colour, fill, spec.size, spec.position, centre,
+                                                   spec.radius), centre, None, bg), fg)
+            for shape in SHAPES for fill in FILLS}
+
+
 def grow(mask: np.ndarray, px: int) -> np.ndarray:
     t = torch.from_numpy(mask.astype(np.float32))[None, None]
     return (torch.nn.functional.max_pool2d(t, 2 * px + 1, 1, px)[0, 0] > 0).numpy()
@@ -120,3 +130,30 @@ def shift(a: Reading, b: Reading) -> float:
     if a.centroid is None or b.centroid is None:
         return float("inf")
     return float(np.hypot(a.centroid[0] - b.centroid[0], a.centroid[1] - b.centroid[1]))
+
+
+def components(mask: np.ndarray) -> np.ndarray:
+    """8-connected component labels of a bool mask (0 = outside; labels are not consecutive).
+    Min-label propagation: vectorised, a few dozen passes on a benchmark picture."""
+    h, w = mask.shape
+    big = h * w + 1
+    labels = np.where(mask, np.arange(1, h * w + 1).reshape(h, w), big)
+    while True:
+        p = np.pad(labels, 1, constant_values=big)
+        nb = np.minimum.reduce([p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                                for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+        new = np.where(mask, np.minimum(labels, nb), big)
+        if (new == labels).all():
+            return np.where(mask, labels, 0)
+        labels = new
+
+
+def without_specks(mask: np.ndarray, share: float = 0.1, min_px: int = 3) -> np.ndarray:
+    """The mask less its components smaller than `share` of the largest (or than min_px): the noise a
+    method leaves in the background is not part of the object."""
+    if not mask.any():
+        return mask
+    labels = components(mask)
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    keep = ids[counts >= max(min_px, share * counts.max())]
+    return np.isin(labels, keep)

@@ -60,7 +60,7 @@ def image_name(sample_id: str) -> str:
 
 
 def stored_path(path: Path, out: Optional[Path]) -> str:
-    """`path` as the results file records it: relative to the file's folder when it lies under it."""
+    """`path` as the results file records it: relative to the file's folder (absolute without one)."""
     if out is not None:
         try:
             return Path(os.path.relpath(path.resolve(), out.resolve().parent)).as_posix()

@@ -255,3 +255,10 @@ def test_the_command_line_writes_results_and_a_report(bench, tmp_path, capsys):
     assert "structure_distance" in report.read_text() and report.with_suffix(".png").is_file()
     assert all((tmp_path / r["image"]).is_file() for r in strict_json(out)["samples"])
     assert os.path.getsize(report.with_suffix(".png")) > 1000
+
+
+def test_make_shapesbench_from_the_command_line_wants_a_new_folder(tmp_path, capsys):
+    assert main(["make-shapesbench", str(tmp_path / "b"), "--count", "1", "--size", "48"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 1
+    assert max(next(iter(list_drag_samples(tmp_path / "b" / "drag"))).load().image.shape[:2]) == 48
+    assert "not empty" in _one_line_error(capsys, ["make-shapesbench", str(tmp_path / "b")])

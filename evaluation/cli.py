@@ -45,6 +45,20 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="No progress bar.")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 on a shared "
                                                "machine avoids contention).")
+    p.add_argument("--shard", help="K/N: run only every N-th sample from the K-th, so N processes share a run; "
+                                   "the same command without --shard then merges their rows.")
+
+
+def _shard(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r} is not K/N (e.g. 1/3)") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text}: K must be between 1 and N")
+    return k, n
 
 
 def _set_threads(args) -> None:
@@ -139,7 +153,8 @@ def run_benchmark(kind: str, argv: list[str]) -> int:
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
     cfg = RunConfig(kind, Path(args.dir), args.method, overrides,
                     ModelSpec(args.model, args.device, args.precision, args.allow_pickle), out,
-                    Path(args.images) if args.images else None, args.limit, args.dino, args.clip, args.dift_model)
+                    Path(args.images) if args.images else None, args.limit, args.dino, args.clip, args.dift_model,
+                    _shard(args.shard))
     bar = ProgressBar(f"{kind} {args.method}", args.quiet)
     doc = run(cfg, bar, log=bar.write)
     if args.report:
@@ -210,6 +225,7 @@ def suite_cmd(argv: list[str]) -> int:
         methods = {k: v for k, v in methods.items() if v}
     table = run_suite(Path(args.out), args.count, args.size, args.seed,
                       ModelSpec(args.model, args.device, args.precision, args.allow_pickle), methods=methods,
+                      shard=_shard(args.shard),
                       before=Path(args.before) if args.before else None,
                       progress=lambda kind, method: ProgressBar(f"{kind} {method}", quiet))
     print(table)

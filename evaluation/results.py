@@ -153,7 +153,7 @@ def same_run(old: dict, new: dict) -> Optional[str]:
     for key, label in (("method", "method"), ("model", "model"), ("params", "method options")):
         if old.get(key) != new.get(key):
             return f"it was written with {label} {old.get(key)!r}, this run uses {new.get(key)!r}"
-    if old["benchmark"].get("kind") != new["benchmark"]["kind"]:
+    if old.get("benchmark", {}).get("kind") != new["benchmark"]["kind"]:
         return f"it holds a {old['benchmark'].get('kind')} benchmark"
     if Path(old["benchmark"].get("path", "")).resolve() != Path(new["benchmark"]["path"]).resolve():
         return f"it was written for {old['benchmark'].get('path')}"

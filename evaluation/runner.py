@@ -43,6 +43,7 @@ class RunConfig:
     dino: Optional[str] = None                  # structure distance's DINO (default: beside the model)
     clip: Optional[str] = None                  # CLIP score's CLIP (default: beside the model)
     dift_model: Optional[str] = None            # the model whose UNet gives DIFT features (default: model)
+    shard: Optional[tuple[int, int]] = None     # (k, n): only samples k-1, k-1+n, … (1-based k), see run()
 
 
 def list_samples(kind: str, root: Path) -> list[SampleRef]:
@@ -228,26 +229,54 @@ class Evaluator:
         return results.finite_or_flag(row)
 
 
+def shard_path(out: Path, k: int, n: int) -> Path:
+    return out.with_name(f"{out.stem}.shard{k}of{n}{out.suffix}")
+
+
+def finished_rows(out: Path, doc: dict) -> tuple[dict, dict]:
+    """The ok rows already written for this run, in `out` and in any shard files beside it, and the
+    measures they found unavailable; InvalidInput when one of those files belongs to another run."""
+    done, unavailable = {}, {}
+    for path in [out] + sorted(out.parent.glob(f"{out.stem}.shard*of*{out.suffix}")):
+        if not path.is_file():
+            continue
+        old = results.read_results(path)
+        why = results.same_run(old, doc)
+        if why:
+            raise InvalidInput(f"{path} belongs to another run ({why}): choose another --out, or delete it to "
+                               "start again.")
+        done.update({r["id"]: r for r in old["samples"] if r.get("status") == "ok"})
+        unavailable.update(old.get("unavailable", {}))
+    return done, unavailable
+
+
 def run(cfg: RunConfig, progress: Optional[Callable] = None, engine=None, log: Optional[Callable] = None) -> dict:
     """Runs (or resumes) the evaluation described by `cfg`; returns the results document.
-    progress(i, total, sample_id, row, skipped) after each sample; log(line) for each failed one."""
+    progress(i, total, sample_id, row, skipped) after each sample; log(line) for each failed one.
+
+    With cfg.shard = (k, n), only every n-th sample from the k-th is run, into OUT.shardKofN.json:
+    n processes can share one run. A later run without a shard finds their rows finished (as it
+    finds those of OUT itself), so it only merges them into OUT."""
     log = log or (lambda line: sys.stderr.write(line + "\n"))
     if cfg.method not in PSEUDO_METHODS:
         method_inputs.check_method(cfg.kind, cfg.method)
     refs = list_samples(cfg.kind, cfg.root)
     if cfg.limit is not None:
         refs = refs[:cfg.limit]
+    out = cfg.out
+    if cfg.shard is not None:
+        k, n = cfg.shard
+        if not 1 <= k <= n:
+            raise InvalidInput(f"shard {k}/{n}: K must be between 1 and N.")
+        if out is None:
+            raise InvalidInput("a shard needs --out: its rows are merged from files.")
+        refs = refs[k - 1::n]
+        out = shard_path(cfg.out, k, n)
     doc = results.header(cfg.kind, LAYOUTS[cfg.kind], cfg.root, len(refs), cfg.method, cfg.model.source,
                          results.finite_or_flag({"v": cfg.overrides})["v"], method_defaults(cfg.method))
     done: dict[str, dict] = {}
-    if cfg.out is not None and cfg.out.exists():
-        old = results.read_results(cfg.out)
-        why = results.same_run(old, doc)
-        if why:
-            raise InvalidInput(f"{cfg.out} belongs to another run ({why}): choose another --out, or delete it to "
-                               "start again.")
-        done = {r["id"]: r for r in old["samples"] if r.get("status") == "ok"}
-        doc["unavailable"] = old.get("unavailable", {})
+    if cfg.out is not None:
+        done, doc["unavailable"] = finished_rows(cfg.out, doc)
     evaluator = Evaluator(cfg, engine)
     rows: dict[str, dict] = {}
     image_dir = images_dir(cfg)
@@ -258,8 +287,8 @@ def run(cfg: RunConfig, progress: Optional[Callable] = None, engine=None, log: O
         doc["unavailable"] = {k: v for k, v in {**doc["unavailable"], **evaluator.unavailable}.items()
                               if k in results.MEASURES[cfg.kind]}
         doc["complete"] = complete
-        if cfg.out is not None:
-            results.write_atomic(cfg.out, doc)
+        if out is not None:
+            results.write_atomic(out, doc)
 
     for i, ref in enumerate(refs):
         if ref.id in done:

@@ -78,7 +78,8 @@ def ensure_benchmark(bench: Path, count: int, size: int, seed: int) -> None:
 
 def run_suite(out: Path, count: int = 24, size: int = 64, seed: int = 0, model: Optional[ModelSpec] = None,
               methods: Optional[dict] = None, before: Optional[Path] = None,
-              progress: Optional[Callable] = None, log: Optional[Callable] = None) -> str:
+              progress: Optional[Callable] = None, log: Optional[Callable] = None,
+              shard: Optional[tuple[int, int]] = None) -> str:
     out = Path(out)
     bench = out / "shapesbench"
     ensure_benchmark(bench, count, size, seed)
@@ -90,9 +91,10 @@ def run_suite(out: Path, count: int = 24, size: int = 64, seed: int = 0, model: 
         for method in names:
             path = results_path(out, kind, method)
             path.parent.mkdir(parents=True, exist_ok=True)
-            cfg = RunConfig(kind, bench / kind, method, {}, model, path)
+            cfg = RunConfig(kind, bench / kind, method, {}, model, path, shard=shard)
             doc = run(cfg, progress(kind, method) if progress else None, engine=engine, log=log)
-            write_report(doc, path, path.with_suffix(".md"))
+            if shard is None:
+                write_report(doc, path, path.with_suffix(".md"))
     table = suite_table(out, before)
     (out / "table.md").write_text(table)
     return table

@@ -203,6 +203,18 @@ def test_a_rerun_skips_finished_samples(bench, tmp_path, engine):
         run(other, engine=engine)
 
 
+def test_shards_share_a_run_and_a_plain_rerun_merges_them(bench, tmp_path, engine):
+    out = tmp_path / "sharded.json"
+    for k in (1, 2):
+        part = run(RunConfig("text", bench / "text", "identity", {}, DEMO, out, shard=(k, 2)), engine=engine)
+        assert len(part["samples"]) == (2 if k == 1 else 1)
+    assert not out.exists() and (tmp_path / "sharded.shard1of2.json").is_file()
+    seen = []
+    merged = run(RunConfig("text", bench / "text", "identity", {}, DEMO, out), engine=engine,
+                 progress=lambda i, n, sid, row, skipped: seen.append(skipped))
+    assert seen == [True, True, True] and merged["summary"]["ok"] == 3 and validate(strict_json(out)) == []
+
+
 def _one_line_error(capsys, argv) -> str:
     code = main(argv)
     err = capsys.readouterr().err.strip()

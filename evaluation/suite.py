@@ -19,8 +19,8 @@ from core.errors import InvalidInput
 from core.models import ModelSpec
 
 from .report import fmt, write_report
-from .results import read_results
-from .runner import IDENTITY, TRUTH, RunConfig, run
+from .results import read_results, summarise
+from .runner import IDENTITY, TRUTH, RunConfig, finished_rows, list_samples, run
 from .shapesbench import MANIFEST, make_shapesbench
 
 SUITE_METHODS = {
@@ -101,8 +101,21 @@ def run_suite(out: Path, count: int = 24, size: int = 64, seed: int = 0, model: 
 
 
 def _load(out: Path, kind: str, method: str) -> Optional[dict]:
+    """A run's results with the rows of its shard files merged in (so a table can be printed while
+    shards still run); None when nothing has been written."""
     p = results_path(out, kind, method)
-    return read_results(p) if p.is_file() else None
+    shards = sorted(p.parent.glob(f"{p.stem}.shard*of*{p.suffix}"))
+    if not p.is_file() and not shards:
+        return None
+    doc = read_results(p if p.is_file() else shards[0])
+    rows, unavailable = finished_rows(p, doc)
+    total = len(list_samples(kind, Path(doc["benchmark"]["path"]))) if shards else doc["benchmark"]["samples"]
+    order = {r["id"]: i for i, r in enumerate(doc["samples"])}
+    merged = sorted({**{r["id"]: r for r in doc["samples"]}, **rows}.values(),
+                    key=lambda r: (order.get(r["id"], len(order)), r["id"]))
+    doc = {**doc, "samples": merged, "unavailable": {**doc["unavailable"], **unavailable},
+           "summary": summarise(kind, merged), "benchmark": {**doc["benchmark"], "samples": total}}
+    return doc
 
 
 def _cell(doc: Optional[dict], key: str, scale: float, digits: int, group: Optional[str] = None) -> str:
@@ -115,16 +128,25 @@ def _cell(doc: Optional[dict], key: str, scale: float, digits: int, group: Optio
     return fmt(v * scale, digits)
 
 
+def _samples(doc: Optional[dict]) -> str:
+    """"24" when every sample was measured; else "ok/total", with the failures."""
+    if doc is None:
+        return "–"
+    s, total = doc["summary"], doc["benchmark"]["samples"]
+    text = str(s["ok"]) if s["ok"] == total else f"{s['ok']}/{total}"
+    return text + (f" ({s['failed']} failed)" if s["failed"] else "")
+
+
 def _table(out: Path, before: Optional[Path], kind: str, methods, columns, group: Optional[str] = None) -> list[str]:
     docs = {m: _load(out, kind, m) for m in methods}
     old = {m: _load(before, kind, m) for m in methods} if before else {}
     shown = [c for c in columns if any(d is not None and _cell(d, c[0], c[2], c[3], group) != "–"
                                        for d in list(docs.values()) + list(old.values()))]
-    lines = ["| method | " + " | ".join(c[1] for c in shown) + " |", "|---|" + "---|" * len(shown)]
+    lines = ["| method | samples | " + " | ".join(c[1] for c in shown) + " |", "|---|---|" + "---|" * len(shown)]
     for m in methods:
         if docs[m] is None and old.get(m) is None:
             continue
-        cells = []
+        cells = [_samples(docs[m])]
         for key, _, scale, digits in shown:
             now = _cell(docs[m], key, scale, digits, group)
             cells.append(f"{_cell(old[m], key, scale, digits, group)} → {now}" if before else now)

@@ -6,7 +6,7 @@
     malleable-eval text DIR --method pnp|pix2pix-zero|style-diffusion|diffuseit [...]
     malleable-eval report RESULTS.json [-o report.md]
     malleable-eval suite OUT [--count N] [--size PX] [--seed S] [--before OLD_OUT]
-    malleable-eval table OUT [--before OLD_OUT]
+    malleable-eval table OUT [--before OLD_OUT] [--readme README.md]
 
 `--method identity` returns the input unchanged (the baseline); `--method truth` returns
 ShapesBench's ground truth (the best a method could do). A run with --out resumes: run the same
@@ -233,13 +233,17 @@ def suite_cmd(argv: list[str]) -> int:
 
 
 def table_cmd(argv: list[str]) -> int:
-    from .suite import suite_table
+    from .suite import suite_table, update_readme
 
     p = _Parser(prog="malleable-eval table", description="Print the tables of a suite folder.")
     p.add_argument("out")
     p.add_argument("--before", help="An earlier suite folder: cells read before → after.")
+    p.add_argument("--readme", help="Also write the table into this file, between its shapesbench-table markers.")
     args = p.parse_args(argv)
-    print(suite_table(Path(args.out), Path(args.before) if args.before else None))
+    table = suite_table(Path(args.out), Path(args.before) if args.before else None)
+    if args.readme:
+        update_readme(Path(args.readme), table)
+    print(table)
     return EXIT_OK
 
 

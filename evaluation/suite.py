@@ -186,3 +186,18 @@ def suite_table(out: Path, before: Optional[Path] = None, methods: Optional[dict
             lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
         parts += lines
     return "\n".join(parts) + "\n"
+
+
+README_BEGIN = "<!-- shapesbench-table: malleable-eval table OUT --readme README.md rewrites this block -->"
+README_END = "<!-- /shapesbench-table -->"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the block between README_BEGIN and README_END in `readme` by `table`."""
+    text = Path(readme).read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise InvalidInput(f"{readme} has no table block: put the lines {README_BEGIN!r} and {README_END!r} where "
+                           "the table goes.")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    Path(readme).write_text(f"{head}{README_BEGIN}\n{table.rstrip()}\n{README_END}{tail}")

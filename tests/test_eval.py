@@ -274,3 +274,15 @@ def test_make_shapesbench_from_the_command_line_wants_a_new_folder(tmp_path, cap
     assert json.loads(capsys.readouterr().out)["count"] == 1
     assert max(next(iter(list_drag_samples(tmp_path / "b" / "drag"))).load().image.shape[:2]) == 48
     assert "not empty" in _one_line_error(capsys, ["make-shapesbench", str(tmp_path / "b")])
+
+
+def test_the_suite_table_goes_between_the_readme_markers(tmp_path):
+    from evaluation.suite import README_BEGIN, README_END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold table\n{README_END}\nafter\n")
+    update_readme(readme, "| new | table |\n")
+    assert readme.read_text() == f"intro\n{README_BEGIN}\n| new | table |\n{README_END}\nafter\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(InvalidInput, match="no table block"):
+        update_readme(readme, "x")

@@ -84,7 +84,7 @@ def summarise(kind: str, rows: list[dict]) -> dict:
 
     values, counts, infinite = means(ok)
     groups = sorted({r.get("group", "") for r in ok})
-    by_group = {g: means([r for r in ok if r.get("group", "") == g])[0] for g in groups} if len(groups) > 1 else {}
+    by_group = {g: means([r for r in ok if r.get("group", "") == g])[0] for g in groups} if any(groups) else {}
     secs = [r["seconds"] for r in ok if r.get("seconds") is not None]
     return {"samples": len(rows), "ok": len(ok), "failed": len(rows) - len(ok),
             "seconds": float(np.mean(secs)) if secs else None, **values,

@@ -158,6 +158,20 @@ class EditResult:
             out["image"] = _png_b64(self.image)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping, origin: Optional[Mapping] = None) -> "EditResult":
+        """The inverse of to_dict(pixels=True) (a result coming back from another process);
+        `origin` replaces the serialised one with the caller's own mapping."""
+        try:
+            image = Image.open(io.BytesIO(base64.b64decode(data["image"])))
+            image.load()
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise InvalidInput(f"Not a serialised edit result ({type(e).__name__}: {e}).") from None
+        return cls(image, data["method"], data["model"], _frozen_mapping(data.get("params")),
+                   float(data.get("seconds", 0.0)), _frozen_mapping(data.get("stages")),
+                   _frozen_mapping(data.get("info")), _frozen_mapping(data.get("passes")),
+                   _frozen_mapping(data.get("origin") if origin is None else origin), data.get("family", ""))
+
 
 # ---- pixels in JSON ---------------------------------------------------------------------------------
 

@@ -196,6 +196,14 @@ def _remote_error(e) -> MalleableError:
     return ModelUnavailable(f"The Ray worker failed: {str(cause or e).splitlines()[0]}")
 
 
+def _quiet_ray_data_console() -> None:
+    """Ray Data logs its progress to the console at INFO: the CLI draws its own progress from the
+    rows, so only errors reach stderr (everything still goes to Ray's ray-data.log)."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
+
+
 class RayRunner(LocalRunner):
     """LocalRunner's queue and events with a remote engine, plus `run_items` for batches.
 
@@ -220,13 +228,13 @@ class RayRunner(LocalRunner):
                 # Logical CPUs beyond the actors': Ray Data's own tasks (splitting, output) need some,
                 # and with exactly one per actor they starve and the job hangs (seen on 2 cores).
                 cpus = max(os.cpu_count() or 1, int((self.requested_workers or 1) * self.cpus_per_worker) + 2)
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING)
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
             self._started_ray = True
         if self._gpus is None:
             self._gpus = float(ray.cluster_resources().get("GPU", 0))
+            _quiet_ray_data_console()
         return ray, self._gpus
 
     def run_items(self, spec: BatchSpec, items: list[BatchItem], on_row: RowSink) -> None:

@@ -17,6 +17,16 @@ from typing import Optional
 from .cli import EXIT_USAGE, UsageError, _model_options, _Parser, model_spec
 
 RAY_INSTALL = 'pip install "malleable[cluster]"'
+USAGE = """malleable-edit batch METHOD INPUT_DIR -o OUTPUT_DIR [options]
+
+Edits every picture of INPUT_DIR with the same settings (per-image values from a sidecar
+NAME.json beside NAME.jpg, or --jobs JOBS.jsonl), the model loaded once; --ray [ADDRESS] runs it on
+a Ray cluster. `malleable-edit batch METHOD --help` lists the options; METHOD is one of
+`malleable-edit methods`.
+
+Exit codes: 0 every image ok or skipped (done before), 1 some images failed (their rows in
+OUTPUT_DIR/manifest.jsonl say why), 2 bad usage before anything ran, 3 model unavailable,
+130 interrupted (the rows of finished images are kept)."""
 
 
 def build_parser(method) -> _Parser:
@@ -129,9 +139,7 @@ def run_batch(argv: list[str]) -> int:
     from core.registry import get_method
 
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        print("\nMETHOD is one of the methods of `malleable-edit methods`; `malleable-edit batch METHOD --help` "
-              "lists its options.")
+        print(USAGE)
         return 0 if argv else EXIT_USAGE
     method = get_method(argv[0])
     args = build_parser(method).parse_args(argv[1:])

@@ -2,7 +2,8 @@
 
 - `local`: `malleable-edit batch` in this process (one LocalRunner, the model loaded once);
 - `per_process`: one `malleable-edit` process per image (what a shell loop does: the model and the
-  libraries are loaded again for every image), with the same values and the batch's derived seeds;
+  libraries are loaded again for every image), with the same values and the batch's derived seeds,
+  on the first `--per-process-images` images;
 - `ray_1`, `ray_2`, ...: the same batch as a Ray Data pipeline on a local cluster with 1, 2, ... CPU
   actors (needs the `cluster` extra).
 
@@ -57,11 +58,11 @@ def _timed_batch(spec_args: dict, backend, out: Path) -> dict:
                 workers=summary.workers, load_before=load)
 
 
-def _per_process(spec_args: dict, out: Path, method_flags: list[str]) -> dict:
+def _per_process(spec_args: dict, out: Path, method_flags: list[str], count: int) -> dict:
     from core.batch import BatchSpec, plan
 
     spec = BatchSpec(**spec_args, output_dir=str(out))
-    items = plan(spec)
+    items = plan(spec)[:count]  # each costs a whole start-up: a few show the rate
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     load = _load()
     started = time.perf_counter()
@@ -85,7 +86,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default="demo")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--ray-workers", default="1,2", help="Actor counts for the Ray runs ('' for none).")
-    ap.add_argument("--skip-per-process", action="store_true")
+    ap.add_argument("--per-process-images", type=int, default=4,
+                    help="Images for the process-per-image run (default 4; 0 skips it).")
     ap.add_argument("--gpu-seconds", type=float, default=None,
                     help="One GPU's seconds per image (from tools.bench): prints the N-GPU estimate.")
     ap.add_argument("--out", help="Also write the JSON here.")
@@ -111,8 +113,9 @@ def main(argv=None) -> dict:
                          model=ModelSpec(args.model, args.device))
         report["runs"]["local"] = _timed_batch(spec_args, LocalBatch(), tmp / "local")
         print(f"local: {report['runs']['local']}", file=sys.stderr)
-        if not args.skip_per_process:
-            report["runs"]["per_process"] = _per_process(spec_args, tmp / "single", method_flags)
+        if args.per_process_images > 0:
+            report["runs"]["per_process"] = _per_process(spec_args, tmp / "single", method_flags,
+                                                         args.per_process_images)
             print(f"per process: {report['runs']['per_process']}", file=sys.stderr)
         counts = [int(n) for n in args.ray_workers.split(",") if n.strip()]
         if counts:

@@ -239,7 +239,8 @@ class RayRunner(LocalRunner):
 
     def run_items(self, spec: BatchSpec, items: list[BatchItem], on_row: RowSink) -> None:
         ray, gpus = self.connect()
-        self.workers = self.requested_workers or (int(gpus) if gpus >= 1 else 1)
+        use_gpus = gpus >= 1 and spec.model.device != "cpu"
+        self.workers = self.requested_workers or (int(gpus) if use_gpus else 1)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own, from the rows
         context.print_on_execution_start = False
@@ -248,7 +249,7 @@ class RayRunner(LocalRunner):
             EditActor, fn_constructor_kwargs={"spec": spec.to_dict()},
             batch_size=1,  # one image per call: its row comes back as soon as it is written
             compute=ray.data.ActorPoolStrategy(size=self.workers),
-            num_cpus=self.cpus_per_worker, num_gpus=1 if gpus >= 1 else None)
+            num_cpus=self.cpus_per_worker, num_gpus=1 if use_gpus else None)
         for row in ds.iter_rows():
             on_row(json.loads(row["row"]))
 

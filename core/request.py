@@ -48,6 +48,17 @@ def _as_mask(mask: Optional[MaskLike], size: tuple[int, int]) -> Optional[np.nda
     return arr
 
 
+def check_sampler(method, sampler: str) -> None:
+    """The sampler exists and holds up with the method (also checked by a batch before it runs)."""
+    from .schedule import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        raise InvalidInput(f"Unknown sampler '{sampler}': use {', '.join(SAMPLERS)}.")
+    if sampler not in method.samplers:
+        raise InvalidInput(f"{method.label} does not hold up with the few-step {sampler.upper()} sampler: "
+                           f"use {' or '.join(method.samplers)} for it.")
+
+
 @dataclass(frozen=True, eq=False)
 class EditRequest:
     """One edit. `params` may be given as a dict (validated into the method's dataclass here), the
@@ -67,14 +78,8 @@ class EditRequest:
     def __post_init__(self) -> None:
         from .registry import get_method
 
-        from .schedule import SAMPLERS
-
         method = get_method(self.method)
-        if self.sampler not in SAMPLERS:
-            raise InvalidInput(f"Unknown sampler '{self.sampler}': use {', '.join(SAMPLERS)}.")
-        if self.sampler not in method.samplers:
-            raise InvalidInput(f"{method.label} does not hold up with the few-step {self.sampler.upper()} sampler: "
-                               f"use {' or '.join(method.samplers)} for it.")
+        check_sampler(method, self.sampler)
         params = self.params
         if isinstance(params, Mapping):
             params = method.params.from_dict(dict(params))

@@ -146,7 +146,7 @@ def run_batch(argv: list[str]) -> int:
     _usage_checks(args)
     values = {f.name: getattr(args, f.name) for f in method.params.fields() if getattr(args, f.name) is not None}
     spec = BatchSpec(method.name, args.input_dir, args.output, values, model_spec(args), mask=args.mask or "",
-                     output_suffix=args.format, redo=args.redo)
+                     output_suffix=args.format, redo=args.redo, sampler=args.sampler)
     items = plan(spec, recursive=args.recursive, glob=args.glob, jobs=Path(args.jobs) if args.jobs else None)
 
     if args.ray is not None:

@@ -141,6 +141,7 @@ def test_jobs_file_and_a_bad_sidecar(model_dir, tmp_path, capsys):
 @pytest.mark.parametrize("case", [
     "output_is_input", "unknown_method", "bad_param", "workers_without_ray", "ray_missing", "collision",
     "missing_required", "jobs_not_json", "jobs_outside", "jobs_with_glob", "no_pictures", "bad_format",
+    "sampler_for_another_method",
 ])
 def test_bad_usage_exits_2_before_anything_runs(case, tmp_path, capsys, monkeypatch):
     src = tmp_path / "in"
@@ -175,6 +176,8 @@ def test_bad_usage_exits_2_before_anything_runs(case, tmp_path, capsys, monkeypa
         args += ["--glob", "*.tif"]
     elif case == "bad_format":
         args += ["--format", "gif"]
+    elif case == "sampler_for_another_method":
+        args = ["batch", "drag", src, "-o", out, "--points", "1,1,2,2", "--sampler", "lcm"]
     code, stdout, err = _run(args, capsys)
     assert code == 2, (case, err)
     assert len(err.strip().splitlines()) == 1 and err.startswith("malleable-edit: "), err

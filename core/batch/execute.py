@@ -18,7 +18,6 @@ from typing import Callable, Optional, Protocol
 from ..errors import Cancelled, MalleableError, ModelUnavailable
 from ..images import load_image, save_atomic
 from ..models import ModelSpec
-from ..request import EditRequest
 from ..runner import TERMINAL, Failed, Finished, JobCancelled, LocalRunner, ModelLoaded
 from .manifest import Manifest
 from .plan import BatchItem, BatchSpec
@@ -89,8 +88,7 @@ def run_item(item: BatchItem, spec: BatchSpec, runner: LocalRunner, worker: str 
         return failed_row(item, item.error_kind or "invalid input", item.error, **where)
     try:
         image = load_image(item.source(spec))
-        request = EditRequest(spec.method, image, dict(item.params), mask=item.mask or None, model=spec.model)
-        end = runner.run(request)
+        end = runner.run(spec.request(item, image))
         if isinstance(end, JobCancelled):
             raise Cancelled(end.message)
         if isinstance(end, Failed):

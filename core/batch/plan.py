@@ -25,6 +25,7 @@ from ..formats import IMAGE_EXTENSIONS, OUTPUT_FORMATS
 from ..models import ModelSpec
 from ..params import check_value, coerce, flag_name
 from ..registry import get_method
+from ..request import EditRequest, check_sampler
 
 SIDECAR_SUFFIX = ".json"
 MANIFEST_NAME = "manifest.jsonl"
@@ -57,6 +58,7 @@ class BatchSpec:
     mask: str = ""               # one mask for every image; a sidecar's "mask" replaces it
     output_suffix: str = ".png"  # the output format, as its extension
     redo: bool = False           # re-run images whose output exists (default: skip them)
+    sampler: str = "ddim"        # EditRequest.sampler
 
     def __post_init__(self) -> None:
         method = get_method(self.method)  # InvalidInput for an unknown method
@@ -73,6 +75,13 @@ class BatchSpec:
         object.__setattr__(self, "params", _resolve_paths(method.params, values, Path.cwd()))
         if self.mask:
             object.__setattr__(self, "mask", str(Path(self.mask).expanduser().absolute()))
+        object.__setattr__(self, "model", _absolute_model_paths(self.model))
+        check_sampler(method, self.sampler)
+
+    def request(self, item: "BatchItem", image) -> EditRequest:
+        """The EditRequest for one item, as a single `malleable-edit` run would build it."""
+        return EditRequest(self.method, image, dict(item.params), mask=item.mask or None, model=self.model,
+                           sampler=self.sampler)
 
     @property
     def manifest_path(self) -> Path:
@@ -115,6 +124,15 @@ class BatchItem:
 
 
 # ---- checking values ---------------------------------------------------------------------------------
+
+def _absolute_model_paths(model: ModelSpec) -> ModelSpec:
+    """A model folder or file and LoRA files given relative to here, made absolute: workers on a
+    cluster start elsewhere (a hub id such as org/name stays as it is unless it exists here)."""
+    def absolute(p: str) -> str:
+        return str(Path(p).expanduser().absolute()) if p and Path(p).expanduser().exists() else p
+
+    loras = tuple(dataclasses.replace(lora, path=absolute(lora.path)) for lora in model.loras)
+    return dataclasses.replace(model, source=absolute(model.source), vae=absolute(model.vae), loras=loras)
 
 def _normalise_keys(values: Mapping) -> dict:
     """Sidecars may spell fields as flags do (`source-prompt`)."""

@@ -106,11 +106,11 @@ class EditActor:
             job = self.runner.submit(request, supersede=Supersede.NONE)
             context = ray.get_runtime_context()
             while True:
+                if context.is_canceled() and not job.cancelled:
+                    self.runner.cancel(job)
                 try:
                     ev = inbox.get(timeout=0.05)
                 except queue.Empty:
-                    if context.is_canceled():
-                        self.runner.cancel(job)
                     continue
                 if isinstance(ev, ProgressEvent):
                     p = ev.progress

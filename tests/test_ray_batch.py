@@ -66,14 +66,15 @@ def test_ray_runner_speaks_the_runner_protocol(ray_cluster, tmp_path):
         end = runner.run(EditRequest("drag", image, {"points": [(500, 5, 10, 10)], "lora_steps": 0}, model=model))
         assert isinstance(end, Failed) and end.kind == "invalid input" and end.exit_code == 2
 
-        started = threading.Event()
+        started, ends = threading.Event(), []
         runner.subscribe(lambda ev: started.set() if isinstance(ev, ProgressEvent) else None)
-        job = runner.submit(EditRequest("reconstruct", image, {"steps": 400}, model=model))
+        runner.subscribe(lambda ev: ends.append(ev) if isinstance(ev, (Finished, JobCancelled)) else None)
+        job = runner.submit(EditRequest("reconstruct", image, {"steps": 1000}, model=model))
         assert started.wait(60)
-        runner.cancel(job)
+        runner.cancel(job)  # stops the actor's engine at its next step
         assert runner.wait_idle(60)
+        assert [type(e) for e in ends if e.job is job] == [JobCancelled]
         later = runner.run(EditRequest("reconstruct", image, {"steps": 2}, model=model))
         assert isinstance(later, Finished)  # the actor is still usable after a cancel
     finally:
         assert runner.shutdown(wait=True, timeout=60)
-    assert job.cancelled

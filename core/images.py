@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 import torch
@@ -20,14 +24,28 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
 from .files import atomic_write
-from .formats import OUTPUT_FORMATS, describe_outputs
+from .formats import OUTPUT_FORMATS, READ_FORMATS, describe_outputs
 
 MIN_SIDE = 16
+# The one pixel limit for every picture Malleable decodes: CLI inputs, pictures the editor opens,
+# layers inside projects, style images, masks.
 MAX_PIXELS = 100_000_000
 FEATHER_PX = 3
 
-# Our own limit replaces Pillow's decompression-bomb guard (which would warn at 89 MP).
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS + 1
+# Pillow's own decompression-bomb guard raises above 2 × MAX_IMAGE_PIXELS: set it to our limit
+# exactly, never above, so a plain Image.open anywhere in the process refuses what ours refuse.
+# Its warning (between half the limit and the limit) is not a bomb by our rule and is silenced.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# Modes every caller converts safely; anything else a file declares is converted here or refused.
+_KNOWN_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# What hostile or damaged bytes make Pillow's decoders raise (besides its own error types).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError,
+                  KeyError, TypeError, OverflowError, ZeroDivisionError, UnicodeDecodeError,
+                  RuntimeError, AttributeError)
+READ_NAMES = "PNG, JPEG, WebP, TIFF or BMP"
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -84,16 +102,71 @@ def _to_8bit_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray
     return np.ascontiguousarray(np.asarray(im.convert("RGB"))), None
 
 
+def too_large_message(what: str, w: int, h: int) -> str:
+    return (f"{what} is {w}x{h} ({w * h / 1e6:.0f} MP): the limit is {MAX_PIXELS // 1_000_000} megapixels; "
+            "downscale it first.")
+
+
 def check_size(w: int, h: int, what: str = "Image") -> None:
     if w < MIN_SIDE or h < MIN_SIDE:
         raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {MIN_SIDE} pixels.")
     if w * h > MAX_PIXELS:
-        raise InvalidInput(f"{what} is {w}x{h} ({w * h / 1e6:.0f} MP): the limit is 100 megapixels; "
-                           "downscale it first.")
+        raise InvalidInput(too_large_message(what, w, h))
+
+
+def decode_file(src: Union[str, os.PathLike, BinaryIO], what: str = "The image",
+                formats: tuple[str, ...] = READ_FORMATS) -> Image.Image:
+    """The one way Malleable decodes a picture (a path or a binary file object), for the CLI, the
+    editor and project layers alike:
+      - only the formats in `formats` (core.formats.READ_FORMATS by default) are tried, so a
+        PostScript or other exotic file, whatever its name, never reaches its decoder (Ghostscript);
+      - the size is checked from the header against MAX_PIXELS before any pixel is decoded;
+      - the first frame is decoded, EXIF orientation applied, and an unusual mode converted.
+    Any failure is an InvalidInput whose message starts with `what`."""
+    try:
+        with Image.open(src, formats=list(formats)) as im:
+            w, h = im.size
+            if w < 1 or h < 1:
+                raise InvalidInput(f"{what} is damaged: it declares a size of {w}x{h}.")
+            if w * h > MAX_PIXELS:
+                raise InvalidInput(too_large_message(what, w, h))
+            im.load()
+            out = ImageOps.exif_transpose(im) or im
+            if out.mode not in _KNOWN_MODES:
+                out = out.convert("RGBA" if "A" in out.getbands() else "RGB")
+            if out is im:
+                out = im.copy()  # the file closes when the with-block ends
+            return out
+    except InvalidInput:
+        raise
+    except FileNotFoundError:
+        raise InvalidInput(f"{what} does not exist.") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} is a folder, not a picture.") from None
+    except PermissionError:
+        raise InvalidInput(f"{what} cannot be read: permission denied.") from None
+    except UnidentifiedImageError:
+        raise InvalidInput(f"{what} is not a picture Malleable reads: use {READ_NAMES}.") from None
+    except Image.DecompressionBombError as e:
+        # Pillow's guard (set to our limit) fired while parsing the header; it names the pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else f"more than {MAX_PIXELS // 1_000_000} MP"
+        raise InvalidInput(f"{what} is {size}: the limit is {MAX_PIXELS // 1_000_000} megapixels; "
+                           "downscale it first.") from None
+    except MemoryError:
+        raise InvalidInput(f"There is not enough memory to open {what}.") from None
+    except _DECODE_ERRORS as e:
+        raise InvalidInput(f"{what} is damaged or truncated ({_short(e)}).") from None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def open_pil(src: ImageLike, what: str = "Image") -> Image.Image:
-    """Open with EXIF orientation applied; a clear InvalidInput for anything unreadable."""
+    """A picture for the engine: decoded under the one policy (decode_file), at least MIN_SIDE."""
     if isinstance(src, Image.Image):
         return ImageOps.exif_transpose(src)
     if isinstance(src, np.ndarray):
@@ -101,17 +174,9 @@ def open_pil(src: ImageLike, what: str = "Image") -> Image.Image:
     path = Path(src)
     if not path.is_file():
         raise InvalidInput(f"{what} file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - header parse
-            check_size(*im.size, what=f"{what} {path.name}")
-            im.load()
-            return ImageOps.exif_transpose(im)
-    except InvalidInput:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise InvalidInput(f"Cannot read {path.name} as an image ({type(e).__name__}): use PNG, JPEG, WebP, "
-                           "TIFF or BMP.") from None
+    im = decode_file(path, what=f"{what} {path.name}")
+    check_size(*im.size, what=f"{what} {path.name}")
+    return im
 
 
 def load_image(src: ImageLike, name: str | None = None) -> SourceImage:

@@ -1,7 +1,8 @@
 """Reading pictures into the editor's one pixel format (RGBA, 8 bits, numpy) and back to Qt.
 
-Pillow reads; EXIF orientation is applied so a phone photo shows the way the phone showed it.
-Every failure becomes an ImageReadError with a sentence a person can act on.
+Decoding goes through core.images.decode_file, the one policy shared with the CLI and projects
+(allowed formats, pixel limit checked from the header, EXIF orientation applied). Every failure
+becomes an ImageReadError with a sentence a person can act on.
 """
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from PySide6.QtGui import QImage
 
-from core.formats import IMAGE_EXTENSIONS  # noqa: F401  (re-exported for the editor)
+from core.errors import InvalidInput
+from core.formats import IMAGE_EXTENSIONS, READ_FORMATS  # noqa: F401  (re-exported for the editor)
+from core.images import decode_file
 
 EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -41,25 +44,19 @@ def pil_to_rgba(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
-def decode_image(data_or_path, what: str = "the image") -> np.ndarray:
-    """Decode a file path or a binary file object to RGBA uint8, orientation applied."""
+def decode_image(data_or_path, what: str = "the image", formats=READ_FORMATS) -> np.ndarray:
+    """Decode a file path or a binary file object to RGBA uint8 under the engine's one picture
+    policy (core.images.decode_file: allowed formats, pixel limit, orientation)."""
     try:
-        with Image.open(data_or_path) as img:
-            img.seek(0)  # animated GIF/WebP: the first frame is the picture
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return pil_to_rgba(img)
-    except FileNotFoundError:
-        raise ImageReadError(f"{what} does not exist.") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{what} is not a picture Malleable can read "
-                             "(PNG, JPEG, WebP, TIFF and BMP are supported).") from None
-    except Image.DecompressionBombError:
-        raise ImageReadError(f"{what} is too large to open safely.") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageReadError(f"{what} is damaged or truncated ({exc}).") from None
+        return pil_to_rgba(decode_file(data_or_path, what=what, formats=formats))
+    except InvalidInput as exc:
+        raise ImageReadError(_sentence(str(exc))) from None
     except MemoryError:
         raise ImageReadError(f"There is not enough memory to open {what}.") from None
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def load_image_rgba(path: str | os.PathLike) -> np.ndarray:

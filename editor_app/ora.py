@@ -75,7 +75,9 @@ def _thumbnail_png(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_ora(path, project: ProjectData) -> None:
+def write_ora(path, project: ProjectData, backup: bool = False) -> None:
+    """Write atomically (core.files.atomic_write: permissions and symlinks kept); backup=True keeps
+    the version being replaced as NAME.ora~."""
     w, h = project.width, project.height
     stack = ET.Element("stack")
     entries: list[tuple[str, bytes]] = []
@@ -125,7 +127,7 @@ def write_ora(path, project: ProjectData) -> None:
             zf.writestr(META_ENTRY, json.dumps(meta_doc, indent=1, default=_json_default))
 
     try:
-        atomic_write(path, write)
+        atomic_write(path, write, backup=backup)
     except OSError as exc:
         raise OraError(f"Could not save “{Path(path).name}”: {exc.strerror or exc}.") from None
 

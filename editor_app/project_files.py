@@ -28,7 +28,8 @@ def document_to_project(doc: Document) -> ProjectData:
 
 
 def save_project(doc: Document, path) -> None:
-    write_ora(path, document_to_project(doc))
+    """Save atomically, keeping the previous version as NAME.ora~ (as Krita keeps NAME.kra~)."""
+    write_ora(path, document_to_project(doc), backup=True)
     doc.mark_saved(Path(path))
 
 

@@ -189,6 +189,27 @@ def load_image(src: ImageLike, name: str | None = None) -> SourceImage:
     return SourceImage(rgb, alpha, name)
 
 
+def load_rgba(src: Union[ImageLike, BinaryIO], what: str = "Image",
+              formats: tuple[str, ...] = READ_FORMATS) -> np.ndarray:
+    """HxWx4 uint8 (alpha 255 where the picture has none), decoded under the one policy
+    (decode_file) and converted exactly as `load_image` converts (16-bit, float and palette rules,
+    EXIF orientation): the editor and project files read through this, so a picture has the same
+    pixels in the GUI as in the CLI. No minimum size: a small picture still opens as a layer."""
+    if isinstance(src, Image.Image):
+        im = ImageOps.exif_transpose(src)
+    elif isinstance(src, np.ndarray):
+        im = Image.fromarray(src)
+    else:
+        im = decode_file(src, what, formats)
+    try:
+        rgb, alpha = _to_8bit_rgb_alpha(im)
+    except _DECODE_ERRORS as e:  # a mode the conversions cannot handle
+        raise InvalidInput(f"{what} cannot be converted to RGB ({_short(e)}).") from None
+    if alpha is None:
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    return np.ascontiguousarray(np.dstack([rgb, alpha]))
+
+
 def load_mask(src: ImageLike, size: tuple[int, int]) -> np.ndarray:
     """A mask as float32 HxW in 0..1 (white = editable). It must match the input's size."""
     im = open_pil(src, what="Mask")

@@ -1,7 +1,8 @@
 """Reading pictures into the editor's one pixel format (RGBA, 8 bits, numpy) and back to Qt.
 
 Decoding goes through core.images.decode_file, the one policy shared with the CLI and projects
-(allowed formats, pixel limit checked from the header, EXIF orientation applied). Every failure
+(allowed formats, pixel limit checked from the header, EXIF orientation applied) and converted
+exactly as the engine converts, so a picture has the same pixels in the editor as in the CLI. Every failure
 becomes an ImageReadError with a sentence a person can act on.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from PySide6.QtGui import QImage
 
 from core.errors import InvalidInput
 from core.formats import IMAGE_EXTENSIONS, READ_FORMATS  # noqa: F401  (re-exported for the editor)
-from core.images import decode_file
+from core.images import load_rgba
 
 EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
@@ -24,31 +25,11 @@ class ImageReadError(Exception):
     """A picture could not be read; str(err) is the message to show."""
 
 
-def pil_to_rgba(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode (P, L, LA, CMYK, I;16, I, F, RGB…) to an HxWx4 uint8 array."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit greyscale: Pillow's own convert() clips to 255 instead of scaling.
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max(initial=0) > 255 else 255.0
-        grey = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        img = Image.fromarray(grey)
-    elif img.mode == "F":
-        a = np.asarray(img, dtype=np.float64)
-        if a.size and a.max() > 1.0:
-            a = a / a.max()
-        img = Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    elif img.mode == "CMYK":
-        img = img.convert("RGB")
-    if img.mode != "RGBA":
-        img = img.convert("RGBA")
-    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
-
-
 def decode_image(data_or_path, what: str = "the image", formats=READ_FORMATS) -> np.ndarray:
     """Decode a file path or a binary file object to RGBA uint8 under the engine's one picture
     policy (core.images.decode_file: allowed formats, pixel limit, orientation)."""
     try:
-        return pil_to_rgba(decode_file(data_or_path, what=what, formats=formats))
+        return load_rgba(data_or_path, what=what, formats=formats)
     except InvalidInput as exc:
         raise ImageReadError(_sentence(str(exc))) from None
     except MemoryError:

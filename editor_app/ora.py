@@ -27,10 +27,11 @@ import numpy as np
 from PIL import Image
 
 from core import images
+from core.errors import InvalidInput
 from core.files import atomic_write
 
 from .compositing import apply_mask, composite_rgba
-from .image_io import ImageReadError, decode_image, encode_png
+from .image_io import encode_png
 
 MIMETYPE = b"image/openraster"
 META_ENTRY = "malleable/document.json"
@@ -231,13 +232,13 @@ def _png_size(zf: zipfile.ZipFile, member: str, what: str) -> tuple[int, int]:
 
 def _png(zf, member, what, size=None, grey=False) -> np.ndarray:
     try:
-        rgba = decode_image(io.BytesIO(_entry(zf, member, what)), what=what, formats=("PNG",))
-    except ImageReadError as exc:
+        rgba = images.load_rgba(io.BytesIO(_entry(zf, member, what)), what=what, formats=("PNG",))
+    except InvalidInput as exc:
         raise OraError(f"The project is damaged: {exc}") from None
     if size is not None and rgba.shape[:2] != (size[1], size[0]):
         raise OraError(f"The project is damaged: {what} has the wrong size.")
     if grey:
-        return np.ascontiguousarray(rgba[..., 0])  # decode_image made R=G=B from the grey value
+        return np.ascontiguousarray(rgba[..., 0])  # load_rgba made R=G=B from the grey value
     return rgba
 
 

@@ -58,7 +58,7 @@ def no_decoding(monkeypatch):
     """Fails the test if any layer pixel is decoded: refusals must come from headers alone."""
     def forbidden(*a, **k):
         raise AssertionError("pixels were decoded before the project was refused")
-    monkeypatch.setattr(ora, "decode_image", forbidden)
+    monkeypatch.setattr(ora.images, "load_rgba", forbidden)
 
 
 # ---------------------------------------------------------------------------------------- .ora

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from .errors import ModelUnavailable
-from .models import DiffusionModel, hub_offline, transformers_dtype_kwargs
+from .models import DiffusionModel, download_from_hub_generic, transformers_dtype_kwargs
 
 # kind -> (default hub id, what it is for people)
 AUX_DEFAULTS = {
@@ -84,25 +84,6 @@ def load_aux(kind: str, base: DiffusionModel, source: Optional[str] = None, need
             raise ModelUnavailable(f"Could not load {what} from {folder}: {str(e).splitlines()[0]}") from e
         _cache[key] = aux
         return aux
-
-
-def download_from_hub_generic(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:
-        pass
-    if hub_offline():
-        raise ModelUnavailable(f"it is not in the local Hugging Face cache and offline mode is on (HF_HUB_OFFLINE "
-                               f"is set): unset it and connect to the internet, or download '{repo_id}' "
-                               f"elsewhere (hf download {repo_id}) and pass its folder")
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except Exception as e:
-        raise ModelUnavailable(f"could not download it ({type(e).__name__}); connect to the internet or "
-                               f"download '{repo_id}' elsewhere and pass its folder") from e
 
 
 def provide_aux(kind: str, base: DiffusionModel, model: torch.nn.Module, processor=None,

@@ -107,9 +107,9 @@ def too_large_message(what: str, w: int, h: int) -> str:
             "downscale it first.")
 
 
-def check_size(w: int, h: int, what: str = "Image") -> None:
-    if w < MIN_SIDE or h < MIN_SIDE:
-        raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {MIN_SIDE} pixels.")
+def check_size(w: int, h: int, what: str = "Image", min_side: int = MIN_SIDE) -> None:
+    if w < min_side or h < min_side:
+        raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {min_side} pixels.")
     if w * h > MAX_PIXELS:
         raise InvalidInput(too_large_message(what, w, h))
 
@@ -165,18 +165,25 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def open_pil(src: ImageLike, what: str = "Image") -> Image.Image:
-    """A picture for the engine: decoded under the one policy (decode_file), at least MIN_SIDE."""
+def open_pil(src: Union[ImageLike, BinaryIO], what: str = "Image", min_side: int = MIN_SIDE) -> Image.Image:
+    """A picture for the engine, decoded under the one policy (decode_file), at least `min_side`.
+    `src` may also be a binary file object (a layer inside a project archive), named by `what`."""
     if isinstance(src, Image.Image):
         return ImageOps.exif_transpose(src)
     if isinstance(src, np.ndarray):
         return Image.fromarray(src)
-    path = Path(src)
-    if not path.is_file():
-        raise InvalidInput(f"{what} file not found: {path}")
-    im = decode_file(path, what=f"{what} {path.name}")
-    check_size(*im.size, what=f"{what} {path.name}")
+    if not hasattr(src, "read") and not Path(src).is_file():
+        raise InvalidInput(f"{what} file not found: {src}")
+    im = decode_file(src, _label(src, what))
+    check_size(*im.size, what=_label(src, what), min_side=min_side)
     return im
+
+
+def _label(src, what: str) -> str:
+    """How messages name a picture: "Image photo.png" for a file, `what` itself for a stream."""
+    if hasattr(src, "read"):
+        return what
+    return f"{what} {Path(src).name}"
 
 
 def load_image(src: ImageLike, name: str | None = None) -> SourceImage:
@@ -194,17 +201,18 @@ def load_rgba(src: Union[ImageLike, BinaryIO], what: str = "Image",
     """HxWx4 uint8 (alpha 255 where the picture has none), decoded under the one policy
     (decode_file) and converted exactly as `load_image` converts (16-bit, float and palette rules,
     EXIF orientation): the editor and project files read through this, so a picture has the same
-    pixels in the GUI as in the CLI. No minimum size: a small picture still opens as a layer."""
+    pixels in the GUI as in the CLI. No minimum size: a small picture still opens as a layer (the
+    engine refuses it only when it is edited)."""
     if isinstance(src, Image.Image):
         im = ImageOps.exif_transpose(src)
     elif isinstance(src, np.ndarray):
         im = Image.fromarray(src)
     else:
-        im = decode_file(src, what, formats)
+        im = decode_file(src, _label(src, what), formats)
     try:
         rgb, alpha = _to_8bit_rgb_alpha(im)
     except _DECODE_ERRORS as e:  # a mode the conversions cannot handle
-        raise InvalidInput(f"{what} cannot be converted to RGB ({_short(e)}).") from None
+        raise InvalidInput(f"{_label(src, what)} cannot be converted to RGB ({_short(e)}).") from None
     if alpha is None:
         alpha = np.full(rgb.shape[:2], 255, np.uint8)
     return np.ascontiguousarray(np.dstack([rgb, alpha]))

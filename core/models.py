@@ -378,8 +378,6 @@ def load_vae(source: str, dtype: torch.dtype):
     if folder is None:
         if source.count("/") != 1:
             raise ModelUnavailable(f"VAE '{source}' is neither a folder nor a Hugging Face repo id (owner/name).")
-        from .aux_models import download_from_hub_generic
-
         folder = download_from_hub_generic(source)
     if (folder / "vae").is_dir():
         folder = folder / "vae"
@@ -416,6 +414,28 @@ def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None
             f"Could not download '{repo_id}' ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             f"Check the repo id and your internet connection and try again, or download it elsewhere "
             f"(hf download {repo_id}) and choose its folder or a .safetensors file.") from e
+
+
+def download_from_hub_generic(repo_id: str) -> Path:
+    """Local snapshot of any hub repo (an auxiliary encoder, a VAE); ModelUnavailable's message is a
+    clause for the caller's sentence. Here beside download_from_hub, not in aux_models, so that
+    models never imports aux_models (which imports models)."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    if hub_offline():
+        raise ModelUnavailable(f"it is not in the local Hugging Face cache and offline mode is on (HF_HUB_OFFLINE "
+                               f"is set): unset it and connect to the internet, or download '{repo_id}' "
+                               f"elsewhere (hf download {repo_id}) and pass its folder")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as e:
+        raise ModelUnavailable(f"could not download it ({type(e).__name__}); connect to the internet or "
+                               f"download '{repo_id}' elsewhere and pass its folder") from e
 
 
 def _tqdm_reporting(progress: Callable[[int, int], None]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,13 +16,13 @@ import numpy as np
 from PySide6.QtCore import QObject, QRect, Signal
 from PySide6.QtGui import QUndoStack
 
+from widgets.canvas_items import HANDLE
+from widgets.compositing import composite_qimage, composite_rgba
+from widgets.qimage import qimage_to_rgba
+
 from . import commands
-from .compositing import composite_qimage, composite_rgba
-from .image_io import qimage_to_rgba, rgba_to_qimage
 
 _layer_ids = itertools.count(1)
-
-HANDLE, TARGET = "handle", "target"
 
 
 @dataclass(eq=False)
@@ -76,6 +77,9 @@ class Document(QObject):
         self._points: list[tuple[float, float, float, float]] = []
         self.file_path: Path | None = None    # the .ora project, once there is one
         self.source_path: Path | None = None  # what was opened (a picture or the project)
+        # Which picture this is: a new one whenever the document is replaced (open, new, close), so
+        # an edit that finishes later can tell whether its picture is still the one open.
+        self.identity = uuid.uuid4().hex
 
     # ----------------------------------------------------------------- whole-document state
     def load_image(self, rgba: np.ndarray, name: str, source_path: Path | None = None) -> None:
@@ -98,6 +102,7 @@ class Document(QObject):
         self._active_id = self._layers[active_index].id if self._layers else -1
         self.file_path = Path(path) if path else None
         self.source_path = Path(source_path) if source_path else self.file_path
+        self.identity = uuid.uuid4().hex
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self.reset.emit()

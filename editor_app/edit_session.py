@@ -1,30 +1,35 @@
 """Connects the document and canvas to the engine: builds EditRequests from what is on the canvas,
 streams previews onto it, and lands results as undoable layers.
 
-The window owns one EditSession; the session owns the EditController (and so the worker thread)."""
+A request holds everything the edit needs (pixels, mask, a layer used as style image, the model
+spec) and an origin, {document identity, layer id}, that routes its result back. A result whose
+document was closed or replaced is never put into another one: the window is told
+(`orphan_result`) and offers to open it as a new picture.
+
+The window owns one EditSession; the session owns the EditController (and so the job runner)."""
 from __future__ import annotations
 
-import tempfile
+import logging
+import time
 from collections import Counter
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import EditRequest, InvalidInput
 from core.registry import get_method
+from widgets.qimage import rgb_to_qimage
 
-from .edit_worker import EditController, EditJob
+from .edit_controller import EditController
+
+log = logging.getLogger(__name__)
 
 LAYER_PREFIX = "Layer: "  # path fields may name a document layer instead of a file
-
-
-def preview_qimage(preview: np.ndarray) -> QImage:
-    h, w, _ = preview.shape
-    data = np.ascontiguousarray(preview)
-    return QImage(data.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+# Closing waits this long for a cancelled edit to reach its next step; then the window goes and the
+# runner's thread finishes on its own (the process exits when it does).
+FINISH_TIMEOUT_S = 15.0
+FINISH_POLL_MS = 50
 
 
 def short_label(label: str) -> str:
@@ -33,18 +38,19 @@ def short_label(label: str) -> str:
 
 
 class EditSession(QObject):
-    status = Signal(str)  # one-line messages for the status bar
+    status = Signal(str)                 # one-line messages for the status bar
+    orphan_result = Signal(object, str)  # EditResult, layer name: its picture is no longer open
 
     def __init__(self, document, canvas, panel, show_error: Callable[[str, str], None], engine=None,
-                 parent=None):
+                 parent=None, runner=None):
         super().__init__(parent)
         self.doc = document
         self.canvas = canvas
         self.panel = panel
         self.show_error = show_error
-        self.controller = EditController(engine, self)
+        self.controller = EditController(engine, self, runner=runner)
         self.result_counts: Counter = Counter()
-        self._temp = tempfile.TemporaryDirectory(prefix="malleable-")
+        self._finish_timer: Optional[QTimer] = None
         panel.run_requested.connect(self.run)
         panel.cancel_requested.connect(self.controller.cancel)
         self.controller.started.connect(lambda job: panel.set_busy(True))
@@ -56,6 +62,7 @@ class EditSession(QObject):
         document.points_changed.connect(self._sync_points)
         document.layers_changed.connect(self._sync_layer_choices)
         document.reset.connect(self._sync_layer_choices)
+        document.reset.connect(lambda: canvas.set_preview(None))  # a preview of the old picture
         self._sync_points()
         self._sync_layer_choices()
 
@@ -72,23 +79,20 @@ class EditSession(QObject):
             for name in form.fields_of_kind("path"):
                 form.editor(name).set_choices(names)
 
-    def _resolve_layer_paths(self, method, values: dict) -> dict:
-        """A path field naming a layer gets that layer written to a temporary PNG."""
-        from PIL import Image
-
+    def _layer_inputs(self, method, values: dict) -> dict:
+        """Pixels for the path fields that name a layer: they travel with the request."""
         kinds = {f.name: f.metadata["kind"] for f in method.params.fields()}
+        inputs = {}
         for name, v in values.items():
             if kinds.get(name) == "path" and isinstance(v, str) and v.startswith(LAYER_PREFIX):
                 wanted = v[len(LAYER_PREFIX):]
                 layer = next((ly for ly in self.doc.layers if ly.name == wanted), None)
                 if layer is None:
                     raise InvalidInput(f"There is no layer named “{wanted}” any more: choose another.")
-                path = Path(self._temp.name) / f"layer-{layer.id}.png"
-                Image.fromarray(self.doc.layer_pixels(layer), "RGBA").save(path)
-                values[name] = str(path)
-        return values
+                inputs[name] = self.doc.layer_pixels(layer)
+        return inputs
 
-    def build_request(self, method_name: str, values: dict) -> tuple[EditRequest, dict]:
+    def build_request(self, method_name: str, values: dict) -> EditRequest:
         if self.doc.is_empty:
             raise InvalidInput("Open an image first (File ▸ Open…).")
         layer = self.doc.active_layer
@@ -98,71 +102,101 @@ class EditSession(QObject):
         values = dict(values)
         if method.uses_points:
             values["points"] = self.doc.point_pairs()
-        values = self._resolve_layer_paths(method, values)
         params = method.params.from_dict(values)
         mask8 = self.doc.edit_mask_array()
         mask = (mask8.astype(np.float32) / 255.0) if mask8.max() > 0 else None
         pixels = self.doc.layer_pixels(layer)
         if pixels[..., 3].max() == 0:
             raise InvalidInput(f"Layer “{layer.name}” is empty: select a layer with a picture on it.")
-        request = EditRequest(method.name, pixels, params, mask=mask)
-        context = dict(layer_id=layer.id, method=method, mask=mask8 if mask is not None else None,
-                       points=self.doc.point_pairs())
-        return request, context
+        return EditRequest(method.name, pixels, params, mask=mask, model=self.controller.model_spec,
+                           inputs=self._layer_inputs(method, values),
+                           origin={"document": self.doc.identity, "layer": layer.id})
 
-    def run(self, method_name: str, values: dict) -> Optional[EditJob]:
+    def run(self, method_name: str, values: dict):
         try:
-            request, context = self.build_request(method_name, values)
+            request = self.build_request(method_name, values)
         except InvalidInput as e:
             self.show_error("Cannot run this edit", str(e))
             return None
-        job = self.controller.submit(request, context)
+        job = self.controller.submit(request)
         if job is not self.controller.running:
-            self.status.emit(f"{context['method'].label} queued: it starts when the running edit ends.")
+            label = get_method(request.method).label
+            self.status.emit(f"{label} queued: it starts when the running edit ends.")
         return job
 
     # ---- results ---------------------------------------------------------------------------------
+    def _is_current(self, origin) -> bool:
+        return origin.get("document") == self.doc.identity
+
     def _on_busy(self, busy: bool) -> None:
         self.panel.set_busy(busy)
         if not busy:
             self.canvas.set_preview(None)
 
-    def _on_progress(self, job: EditJob, ev) -> None:
+    def _on_progress(self, job, ev) -> None:
         self.panel.show_progress(ev)
-        if ev.preview is not None:
-            self.canvas.set_preview(preview_qimage(ev.preview))
+        if ev.preview is not None and self._is_current(job.origin):
+            self.canvas.set_preview(rgb_to_qimage(ev.preview))
 
-    def _on_result(self, job: EditJob, result) -> None:
-        ctx = job.context
-        method = ctx["method"]
+    def _on_result(self, job, result) -> None:
         self.canvas.set_preview(None)
+        try:
+            self._land(job, result)
+        except Exception as e:  # never out of a slot: the user hears of it, the document is untouched
+            log.exception("adding the result of job %s failed", job.id)
+            self.panel.show_done("Failed")
+            self.show_error("Could not add the result", f"The edit finished but its result could not be added: {e}")
+
+    def _land(self, job, result) -> None:
+        method = get_method(result.method)
         self.result_counts[method.name] += 1
         name = f"{short_label(method.label)} {self.result_counts[method.name]}"
+        if not self._is_current(result.origin):
+            self.panel.show_done(f"Done: {name}, for a picture no longer open")
+            self.orphan_result.emit(result, name)
+            return
+        self._add_result(job.request, result, name)
+        self.panel.show_done(f"Done: {name} ({result.seconds:.1f} s)")
+        self.status.emit(f"{name} added ({result.seconds:.1f} s)")
+
+    def _add_result(self, request: EditRequest, result, name: str) -> None:
+        """The result as a layer above its source (on top when the source layer was deleted), and
+        a drag's handles moved to where they ended: one undo entry, or nothing at all."""
+        doc = self.doc
         rgba = np.asarray(result.image.convert("RGBA")).copy()
-        metadata = {"method": method.name, "params": result.params, "model": result.model_id,
+        if rgba.shape[:2] != (doc.height, doc.width):
+            raise ValueError(f"it is {rgba.shape[1]}×{rgba.shape[0]} px and the picture {doc.width}×{doc.height} px")
+        mask = None if request.mask is None else np.round(request.mask * 255.0).astype(np.uint8)
+        metadata = {"method": result.method, "params": result.params, "model": result.model_id,
                     "seconds": round(result.seconds, 2)}
         if "handles" in result.info:
             metadata["handles"] = result.info["handles"]
         try:
-            above = self.doc.layer_by_id(ctx["layer_id"])
-        except (KeyError, ValueError, IndexError):
-            above = None  # the source layer was deleted meanwhile: put the result on top
-        stack = self.doc.undo_stack
-        stack.beginMacro(f"{name}")
+            above = doc.layer_by_id(result.origin.get("layer"))
+        except KeyError:
+            above = None
+        points = tuple(getattr(request.params, "points", ()) or ())
+        handles = result.info.get("handles")
+        moved = None
+        if handles and points and len(handles) == len(points):
+            # The handles now sit where the drag took them; targets stay.
+            moved = [(float(h[0]), float(h[1]), p[2], p[3]) for h, p in zip(handles, points)]
+        stack = doc.undo_stack
+        stack.beginMacro(name)
         try:
-            self.doc.add_result_layer(rgba, name, metadata, above=above, mask=ctx["mask"])
-            handles = result.info.get("handles")
-            if handles and ctx["points"] and len(handles) == len(ctx["points"]):
-                # The handles now sit where the drag took them; targets stay.
-                moved = [(float(h[0]), float(h[1]), p[2], p[3]) for h, p in zip(handles, ctx["points"])]
-                self.doc.set_point_pairs(moved, text="Move Handles to Result")
-        finally:
+            doc.add_result_layer(rgba, name, metadata, above=above, mask=mask)
+            if moved is not None:
+                doc.set_point_pairs(moved, text="Move Handles to Result")
+        except Exception:
             stack.endMacro()
-        self.panel.show_done(f"Done: {name} ({result.seconds:.1f} s)")
-        self.status.emit(f"{name} added ({result.seconds:.1f} s)")
+            stack.undo()  # roll back whatever part was done: the document is as it was
+            raise
+        stack.endMacro()
 
-    def _on_failed(self, job: EditJob, kind: str, message: str) -> None:
+    def _on_failed(self, job, kind: str, message: str) -> None:
         self.canvas.set_preview(None)
+        if self.finishing:
+            return  # the window is closing: "Finishing…" stays until it has
         if kind == "cancelled":
             self.panel.show_done("Cancelled")
             self.status.emit("Edit cancelled; nothing was changed.")
@@ -171,6 +205,36 @@ class EditSession(QObject):
         self.show_error({"invalid input": "Cannot run this edit", "model unavailable": "Model unavailable",
                          "out of memory": "Out of memory"}.get(kind, "Edit failed"), message)
 
+    # ---- closing ---------------------------------------------------------------------------------
+    def finish(self, then: Callable[[], None]) -> bool:
+        """Get ready for the window to close. True: nothing runs, close now. False: work was in
+        flight; it is cancelled, and `then` is called (from a timer, the GUI never blocks) once the
+        runner has stopped, or only a model load that cannot be interrupted is left, or
+        FINISH_TIMEOUT_S passed."""
+        ctl = self.controller
+        if self._finish_timer is None:
+            if not ctl.working:
+                self.shutdown()
+                return True
+            ctl.cancel_everything()
+            self.panel.show_done("Finishing…")
+            deadline = time.monotonic() + FINISH_TIMEOUT_S
+            self._finish_timer = timer = QTimer(self)
+            timer.setInterval(FINISH_POLL_MS)
+
+            def poll() -> None:
+                if ctl.can_stop_now() or time.monotonic() > deadline:
+                    timer.stop()
+                    self.shutdown()
+                    then()
+
+            timer.timeout.connect(poll)
+            timer.start()
+        return not self._finish_timer.isActive()
+
+    @property
+    def finishing(self) -> bool:
+        return self._finish_timer is not None and self._finish_timer.isActive()
+
     def shutdown(self) -> None:
         self.controller.shutdown()
-        self._temp.cleanup()

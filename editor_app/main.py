@@ -28,7 +28,7 @@ def make_application():
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
-    from .theme import apply_dark_theme
+    from widgets.theme import apply_dark_theme
 
     app = QApplication.instance()
     if app is None:

@@ -29,9 +29,7 @@ from PIL import Image
 from core import images
 from core.errors import InvalidInput
 from core.files import atomic_write
-
-from .compositing import apply_mask, composite_rgba
-from .image_io import encode_png
+from widgets.compositing import apply_mask, composite_rgba
 
 MIMETYPE = b"image/openraster"
 META_ENTRY = "malleable/document.json"
@@ -41,6 +39,12 @@ META_VERSION = 1
 MAX_SIDE = 32768
 MAX_ENTRY_BYTES = 1 << 30
 MAX_XML_BYTES = 16 << 20
+
+
+def encode_png(rgba_or_grey: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba_or_grey)).save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()
 
 
 class OraError(Exception):

@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .document import Document, Layer
-from .image_io import EXPORT_FORMATS, load_image_rgba
+from core.errors import InvalidInput
 from core.files import atomic_write
+from core.formats import PROJECT_EXTENSION
+from core.images import load_rgba
 
+from .document import Document, Layer
 from .ora import LayerData, OraError, ProjectData, read_ora, write_ora
 
-PROJECT_EXTENSION = ".ora"
+# What a flattened export can be written as (the formats with the alpha and quality an artist expects).
+EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def is_project(path) -> bool:
@@ -35,7 +38,7 @@ def save_project(doc: Document, path) -> None:
 
 def open_into(doc: Document, path) -> None:
     """Open a project or a picture into doc. Everything is read before doc changes, so a file that
-    fails to read (OraError / ImageReadError) leaves the open document exactly as it was."""
+    fails to read (OraError / core's InvalidInput) leaves the open document exactly as it was."""
     path = Path(path)
     if is_project(path):
         data = read_ora(path)
@@ -43,9 +46,17 @@ def open_into(doc: Document, path) -> None:
         doc.load_project(data.width, data.height, layers, data.edit_mask, data.points, path,
                          data.active_index)
     else:
-        rgba = load_image_rgba(path)
+        rgba = read_picture(path)
         # A picture opened directly is not a project yet: Save asks where the .ora goes.
         doc.load_image(rgba, path.stem, source_path=path)
+
+
+def read_picture(path) -> np.ndarray:
+    """A picture file as RGBA uint8, decoded by core (the same pixels the CLI reads)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"“{path.name}” is a folder, not a picture.")
+    return load_rgba(path)
 
 
 def export_flattened(doc: Document, path) -> None:

@@ -27,3 +27,13 @@ def engine_with_tiny(tiny_model):
     eng.models._key = ("tiny", "cpu", torch.float32, False)
     eng.models.get = lambda spec, progress=None: tiny_model
     return eng
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """The error dialogs the editor would have shown, as (title, message), instead of showing them."""
+    from widgets import dialogs
+
+    shown = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
+    return shown

@@ -24,13 +24,6 @@ def engine():
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
-    return shown
-
-
-@pytest.fixture
 def win(qtbot, monkeypatch, engine, errors):
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
     w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
@@ -161,13 +154,3 @@ def test_first_launch_on_the_demo_explains_how_to_get_sd15(qtbot, monkeypatch, e
     assert "Getting Stable Diffusion" in w.statusBar().currentMessage()
     assert w.device_label.text().startswith("Model: demo")
 
-
-def test_download_progress_shows_and_cancels(qtbot, win):
-    ctl = win.edit_session.controller
-    ctl.download_progress.emit(50 * 2 ** 20, 200 * 2 ** 20)
-    assert win.download_bar.isVisible() and win.download_bar.value() == 50 and win.download_bar.maximum() == 200
-    ctl._load_cancel = __import__("core").CancelToken()
-    win.download_cancel.click()
-    assert ctl._load_cancel.cancelled
-    ctl.model_failed.emit("cancelled", "Model loading cancelled")
-    assert not win.download_bar.isVisible()

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import InvalidInput
 from editor_app.document import Document
-from editor_app.image_io import ImageReadError, load_image_rgba
 from editor_app.ora import OraError, read_ora
-from editor_app.project_files import export_flattened, open_into, save_project
+from editor_app.project_files import export_flattened, open_into, read_picture, save_project
 from tests.editor_helpers import sample_rgba, write_png
 
 
@@ -25,15 +25,47 @@ def test_modes_become_rgba8(tmp_path):
     Image.new("RGB", (7, 2), (1, 2, 3)).save(tmp_path / "x.bmp")
     Image.new("RGB", (7, 2), (1, 2, 3)).save(tmp_path / "x.tiff")
     Image.new("RGBA", (7, 2), (1, 2, 3, 4)).save(tmp_path / "x.webp", lossless=True)
-    g = load_image_rgba(tmp_path / "g16.png")
+    g = read_picture(tmp_path / "g16.png")
     assert g.dtype == np.uint8 and g.shape == (10, 12, 4)
     assert g[-1, -1, 0] > 200 and g[0, 0, 0] == 0  # scaled from 16 bits, not clipped
-    assert load_image_rgba(tmp_path / "p.png").shape == (48, 64, 4)
-    assert tuple(load_image_rgba(tmp_path / "la.png")[0, 0]) == (100, 100, 100, 50)
-    assert load_image_rgba(tmp_path / "cmyk.jpg")[0, 0, 0] > 200  # magenta-ish: strong red
-    assert tuple(load_image_rgba(tmp_path / "x.bmp")[0, 0]) == (1, 2, 3, 255)
-    assert tuple(load_image_rgba(tmp_path / "x.tiff")[0, 0]) == (1, 2, 3, 255)
-    assert tuple(load_image_rgba(tmp_path / "x.webp")[0, 0]) == (1, 2, 3, 4)
+    assert read_picture(tmp_path / "p.png").shape == (48, 64, 4)
+    assert tuple(read_picture(tmp_path / "la.png")[0, 0]) == (100, 100, 100, 50)
+    assert read_picture(tmp_path / "cmyk.jpg")[0, 0, 0] > 200  # magenta-ish: strong red
+    assert tuple(read_picture(tmp_path / "x.bmp")[0, 0]) == (1, 2, 3, 255)
+    assert tuple(read_picture(tmp_path / "x.tiff")[0, 0]) == (1, 2, 3, 255)
+    assert tuple(read_picture(tmp_path / "x.webp")[0, 0]) == (1, 2, 3, 4)
+
+
+def _gui_and_cli_pixels(path):
+    """The picture as the editor opens it and as malleable-edit reads it."""
+    from core.images import load_image
+
+    doc = Document()
+    open_into(doc, path)
+    src = load_image(path)  # what editor_app.cli does with INPUT
+    return doc.layers[0].pixels, src.rgb
+
+
+def test_gui_and_cli_read_16_bit_and_float_pictures_alike(tmp_path, qapp):
+    # A dark 16-bit PNG: no value above 255, still 16-bit (the GUI read 200 where the CLI read 1).
+    dark = np.full((20, 20), 200, np.uint16)
+    dark[0, :4] = (0, 257, 40000, 65535)
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    # Float TIFFs: 0..1 scales by 255; with values above 1 the picture is taken as 0..255.
+    unit = np.full((20, 20), 0.25, np.float32)
+    unit[0, :2] = (0.0, 1.0)
+    Image.fromarray(unit).save(tmp_path / "unit.tiff")
+    wide = np.full((20, 20), 2.0, np.float32)
+    wide[0, :3] = (128.0, 255.0, 300.0)
+    Image.fromarray(wide).save(tmp_path / "wide.tiff")
+    # The body's value, then the first row's: a 16-bit value v reads round(v / 257).
+    expected = {"dark16.png": (1, 0, 1, 156, 255), "unit.tiff": (64, 0, 255), "wide.tiff": (2, 128, 255, 255)}
+    for name, values in expected.items():
+        gui, cli = _gui_and_cli_pixels(tmp_path / name)
+        assert np.array_equal(gui[..., :3], cli) and (gui[..., 3] == 255).all(), name
+        body, *row = values
+        assert gui[5, 5, 0] == body and tuple(gui[0, : len(row), 0]) == tuple(row), name
+        assert (gui[..., 0] == gui[..., 1]).all() and (gui[..., 1] == gui[..., 2]).all()
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -41,7 +73,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90° clockwise, as phones write it
     img.save(tmp_path / "phone.jpg", exif=exif)
-    assert load_image_rgba(tmp_path / "phone.jpg").shape == (40, 20, 4)
+    assert read_picture(tmp_path / "phone.jpg").shape == (40, 20, 4)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a picture at all", None])
@@ -52,11 +84,11 @@ def test_bad_pictures_give_messages(tmp_path, content):
         Image.fromarray(sample_rgba(200, 200)).save(buf, format="PNG")
         content = buf.getvalue()[: len(buf.getvalue()) // 2]
     path.write_bytes(content)
-    with pytest.raises(ImageReadError) as err:
-        load_image_rgba(path)
+    with pytest.raises(InvalidInput) as err:
+        read_picture(path)
     assert "bad.png" in str(err.value)
-    with pytest.raises(ImageReadError):
-        load_image_rgba(tmp_path / "missing.png")
+    with pytest.raises(InvalidInput):
+        read_picture(tmp_path / "missing.png")
 
 
 # ---------------------------------------------------------------------------------- projects

@@ -30,13 +30,6 @@ def window(qtbot, monkeypatch):
     return w
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    shown = []
-    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
-    return shown
-
-
 def undo_redo_round(doc, check_after, check_before):
     """Undo must bring back the previous state and redo the new one."""
     check_after()

@@ -15,7 +15,7 @@ from core import images
 from core.errors import InvalidInput
 from core.formats import READ_FORMATS
 from editor_app import ora
-from editor_app.image_io import ImageReadError, decode_image, load_image_rgba
+from editor_app.project_files import read_picture
 from editor_app.ora import OraError, ReadCancelled, ReadLimits, read_ora
 
 POSTSCRIPT = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\nshowpage\n"
@@ -185,16 +185,16 @@ def test_postscript_named_png_never_reaches_ghostscript(tmp_path, monkeypatch, r
         with pytest.raises(InvalidInput, match="photo.png is not a picture Malleable reads"):
             images.load_image(path)
     else:
-        with pytest.raises(ImageReadError, match="photo.png” is not a picture Malleable reads"):
-            load_image_rgba(path)
+        with pytest.raises(InvalidInput, match="photo.png is not a picture Malleable reads"):
+            read_picture(path)
 
 
 @pytest.mark.parametrize("reader", ["engine", "editor"])
 def test_pixel_limit_is_checked_from_the_header(tmp_path, reader):
     path = tmp_path / "huge.png"
     path.write_bytes(png_header_only(12000, 12000))  # 144 MP declared, a few bytes of data
-    err = InvalidInput if reader == "engine" else ImageReadError
-    load = images.load_image if reader == "engine" else load_image_rgba
+    err = InvalidInput
+    load = images.load_image if reader == "engine" else read_picture
     t0 = time.perf_counter()
     with pytest.raises(err, match="huge.png.* is 144 MP: the limit is 100 megapixels"):
         load(path)
@@ -220,4 +220,4 @@ def test_layer_pngs_in_projects_obey_the_picture_limit(tmp_path, no_decoding):
 
 
 def test_editor_decoder_reads_from_file_objects():
-    assert decode_image(io.BytesIO(SMALL)).shape == (6, 8, 4)
+    assert images.load_rgba(io.BytesIO(SMALL)).shape == (6, 8, 4)

@@ -1,5 +1,5 @@
 """Seeded fuzzing of the file readers: mutated .ora projects through editor_app.ora.read_ora and
-mutated pictures through core.images (the engine's loader) and editor_app.image_io (the editor's).
+mutated pictures through core.images: load_image (the engine's loader) and load_rgba (the editor's).
 
     python -m tools.fuzz_files                       # 600 projects, 600 pictures, seed 0
     python -m tools.fuzz_files --ora 2000 --images 2000 --seed 7
@@ -207,7 +207,6 @@ def readers() -> dict[str, tuple[Callable[[bytes, str], object], tuple[type, ...
     """name -> (read(bytes, suffix), the errors that reader is allowed to raise)."""
     from core import images
     from core.errors import InvalidInput
-    from editor_app.image_io import ImageReadError, decode_image
     from editor_app.ora import OraError, read_ora
 
     def ora(data: bytes, suffix: str):
@@ -217,10 +216,10 @@ def readers() -> dict[str, tuple[Callable[[bytes, str], object], tuple[type, ...
         return images.load_image(images.decode_file(io.BytesIO(data), "The image"))
 
     def editor(data: bytes, suffix: str):
-        return decode_image(io.BytesIO(data))
+        return images.load_rgba(io.BytesIO(data), "The picture")
 
     return {"ora": (ora, (OraError,)), "engine-image": (engine, (InvalidInput,)),
-            "editor-image": (editor, (ImageReadError,))}
+            "editor-image": (editor, (InvalidInput,))}
 
 
 def run_cases(cases, read: Callable, allowed: tuple[type, ...], bound: float) -> dict:

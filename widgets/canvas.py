@@ -11,11 +11,9 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QTransform
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView
 
-from editor_app.document import HANDLE, TARGET
-from editor_app.theme import CANVAS_BACKGROUND
-
-from .canvas_items import (HANDLE_COLOR, TARGET_COLOR, BrushCursorItem, CompositeItem, EditMaskOverlayItem,
-                           HandlePointItem, PointArrowItem, PreviewItem)
+from .canvas_items import (HANDLE, HANDLE_COLOR, TARGET, TARGET_COLOR, BrushCursorItem, CompositeItem,
+                           EditMaskOverlayItem, HandlePointItem, PointArrowItem, PreviewItem)
+from .theme import CANVAS_BACKGROUND
 
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 ZOOM_STEP = 1.25

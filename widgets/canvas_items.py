@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem
 
-from editor_app.compositing import LayerImageCache, composite_qimage
+from .compositing import LayerImageCache, composite_qimage
 
 HANDLE_COLOR = QColor(229, 57, 53)
 TARGET_COLOR = QColor(30, 136, 229)
@@ -17,6 +17,8 @@ SELECTED_RING = QColor(255, 214, 0)
 MASK_TINT = (255, 60, 90)   # the editable region is tinted this colour…
 MASK_ALPHA = 0.42           # …at this strength, so the picture stays readable under it
 DOT_RADIUS = 8.0
+# The two ends of a point pair, as the canvas names them to the document (Document.move_point).
+HANDLE, TARGET = "handle", "target"
 
 
 def _checker_brush() -> QBrush:

@@ -38,6 +38,18 @@ def ask_save_changes(parent: QWidget | None, name: str) -> str:
     return CANCEL
 
 
+def ask_open_result(parent: QWidget | None, text: str, name: str) -> bool:
+    """An edit finished for a picture that is no longer open: open its result as a new picture?"""
+    box = QMessageBox(QMessageBox.Icon.Information, "Edit finished", text, QMessageBox.StandardButton.NoButton,
+                      parent)
+    box.setInformativeText(f"Open “{name}” as a new picture, or discard it?")
+    open_button = box.addButton("Open as New Picture", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+    box.setDefaultButton(open_button)
+    box.exec()
+    return box.clickedButton() is open_button
+
+
 def ask_open_path(parent, directory: str, filter_: str = OPEN_FILTER, title="Open") -> str:
     return QFileDialog.getOpenFileName(parent, title, directory, filter_)[0]
 

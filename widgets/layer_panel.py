@@ -7,9 +7,9 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
-from editor_app.compositing import LayerImageCache
 
 from .canvas_items import _checker_brush
+from .compositing import LayerImageCache
 
 THUMB = 44
 LAYER_ID_ROLE = Qt.ItemDataRole.UserRole + 1

@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPainter
 
-from .image_io import qimage_to_rgba, rgba_to_qimage
+from .qimage import qimage_to_rgba, rgba_to_qimage
 
 
 def apply_mask(rgba: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

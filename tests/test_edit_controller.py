@@ -1,11 +1,11 @@
-"""The worker thread runs edits off the GUI thread; the controller queues, supersedes, cancels."""
+"""The controller over the job runner: edits run off the GUI thread; it queues, supersedes, cancels."""
 import threading
 
 import numpy as np
 import pytest
 
 from core import EditRequest
-from editor_app.edit_worker import EditController
+from editor_app.edit_controller import EditController
 
 
 def _img(seed=0):
@@ -22,8 +22,8 @@ def controller(qtbot, engine_with_tiny):
 def test_edit_runs_on_the_worker_thread_and_streams_previews(qtbot, controller):
     threads, previews = set(), []
     main = threading.get_ident()
-    controller.worker.progress.connect(lambda *_: threads.add(threading.get_ident()),
-                                       type=__import__("PySide6.QtCore", fromlist=["Qt"]).Qt.DirectConnection)
+    controller.runner.subscribe(lambda ev: threads.add(threading.get_ident()) if type(ev).__name__ == "ProgressEvent"
+                                else None)  # runner listeners run where the engine runs
     controller.progress.connect(lambda job, ev: previews.append(ev.preview) if ev.preview is not None else None)
     with qtbot.waitSignal(controller.result_ready, timeout=60000) as blocker:
         controller.submit(EditRequest("reconstruct", _img(), {"steps": 4}))
@@ -41,6 +41,7 @@ def test_queue_supersedes_same_method_and_cancel_stops(qtbot, controller):
     queued = controller.submit(EditRequest("reconstruct", _img(2), {"steps": 3}))
     newer = controller.submit(EditRequest("reconstruct", _img(3), {"steps": 3}))
     assert controller.queue == [newer]  # the older queued request was superseded
+    assert controller.running is first
     controller.cancel()
     assert controller.queue == []
     qtbot.waitUntil(lambda: not controller.busy, timeout=60000)

@@ -37,3 +37,12 @@ def errors(monkeypatch):
     shown = []
     monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
     return shown
+
+
+@pytest.fixture(autouse=True)
+def recovery_folder(tmp_path, monkeypatch):
+    """Every test's editor autosaves into its own folder, never the user's data folder, and finds
+    no other test's leftovers to offer."""
+    folder = tmp_path / "recovery"
+    monkeypatch.setenv("MALLEABLE_RECOVERY_DIR", str(folder))
+    return folder

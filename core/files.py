@@ -15,7 +15,8 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from contextlib import contextmanager
+from typing import BinaryIO, Callable, Iterator
 
 BACKUP_SUFFIX = "~"
 # A temporary file whose name carries no process id (older versions' mkstemp names) is stale once
@@ -38,7 +39,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], bac
     except FileNotFoundError:
         old = None
     tmp, fd = _create_temp(target)
-    try:
+    with _removed_on_failure(tmp):
         with os.fdopen(fd, "wb") as fh:
             if old is not None:
                 _copy_permissions(fh.fileno(), old)
@@ -48,6 +49,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], bac
         if backup and old is not None and stat.S_ISREG(old.st_mode):
             _keep_backup(target)
         os.replace(tmp, target)
+    _sync_folder(target.parent)
+
+
+@contextmanager
+def _removed_on_failure(tmp: str) -> Iterator[None]:
+    """A temporary file is deleted if anything (KeyboardInterrupt included) interrupts its use."""
+    _pending.add(tmp)
+    try:
+        yield
     except BaseException:
         try:
             os.unlink(tmp)
@@ -56,7 +66,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], bac
         raise
     finally:
         _pending.discard(tmp)
-    _sync_folder(target.parent)
 
 
 def backup_path(path: str | os.PathLike) -> Path:
@@ -79,7 +88,6 @@ def _create_temp(target: Path) -> tuple[str, int]:
             fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any new file
         except FileExistsError:
             continue
-        _pending.add(tmp)
         return tmp, fd
 
 
@@ -99,21 +107,12 @@ def _keep_backup(target: Path) -> None:
     where the file system has them, a copy otherwise."""
     dest = backup_path(target)
     tmp = f"{dest.parent / ('.' + dest.name)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    _pending.add(tmp)
-    try:
+    with _removed_on_failure(tmp):
         try:
             os.link(target, tmp)
         except OSError:
             shutil.copy2(target, tmp)
         os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    finally:
-        _pending.discard(tmp)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -133,6 +132,18 @@ def _sync_folder(folder: Path) -> None:
 
 
 # ---- temporary files left by a killed save ------------------------------------------------------
+
+def unreadable(exc: OSError, kind: str) -> str:
+    """The end of a sentence about a file that cannot be opened: "does not exist.", "is a folder,
+    not a picture.", "cannot be read: permission denied."."""
+    if isinstance(exc, FileNotFoundError):
+        return "does not exist."
+    if isinstance(exc, IsADirectoryError):
+        return f"is a folder, not a {kind}."
+    if isinstance(exc, PermissionError):
+        return "cannot be read: permission denied."
+    return f"cannot be read: {exc.strerror or exc}."
+
 
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
-from .files import atomic_write
+from .files import atomic_write, unreadable
 from .formats import OUTPUT_FORMATS, READ_FORMATS, describe_outputs
 
 MIN_SIDE = 16
@@ -139,12 +139,8 @@ def decode_file(src: Union[str, os.PathLike, BinaryIO], what: str = "The image",
             return out
     except InvalidInput:
         raise
-    except FileNotFoundError:
-        raise InvalidInput(f"{what} does not exist.") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{what} is a folder, not a picture.") from None
-    except PermissionError:
-        raise InvalidInput(f"{what} cannot be read: permission denied.") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise InvalidInput(f"{what} {unreadable(e, 'picture')}") from None
     except UnidentifiedImageError:
         raise InvalidInput(f"{what} is not a picture Malleable reads: use {READ_NAMES}.") from None
     except Image.DecompressionBombError as e:

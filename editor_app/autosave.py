@@ -35,7 +35,7 @@ from .ora import OraError, ProjectData, write_ora
 
 ENV_FOLDER = "MALLEABLE_RECOVERY_DIR"
 SESSION_PREFIX = "session-"
-DEFAULT_INTERVAL_MIN = 5
+STARTING_S = 30
 
 
 def recovery_folder(override: str | os.PathLike | None = None) -> Path:
@@ -130,6 +130,8 @@ def find_recoverable(folder: Path | None = None, exclude: Path | None = None) ->
     for session in sessions:
         if exclude is not None and session == exclude:
             continue
+        if not (session / "session.json").exists() and _age(session) < STARTING_S:
+            continue  # an editor starting this instant: it takes its lock right after creating the folder
         lock = _Lock(session / "session.lock")
         if not lock.acquire():
             continue  # another editor is running: its documents are its own
@@ -152,6 +154,13 @@ def find_recoverable(folder: Path | None = None, exclude: Path | None = None) ->
         else:
             shutil.rmtree(session, ignore_errors=True)
     return found
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def discard(recovered: Recovered) -> None:

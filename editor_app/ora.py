@@ -28,7 +28,7 @@ from PIL import Image
 
 from core import images
 from core.errors import InvalidInput
-from core.files import atomic_write
+from core.files import atomic_write, unreadable
 from widgets.compositing import apply_mask, composite_rgba
 
 MIMETYPE = b"image/openraster"
@@ -171,12 +171,8 @@ def read_ora(path, progress: Optional[Progress] = None, cancel: Optional[Callabl
             return _read(zf, name, progress, cancel or (lambda: False), limits)
     except (OraError, ReadCancelled):
         raise
-    except FileNotFoundError:
-        raise OraError(f"“{name}” does not exist.") from None
-    except IsADirectoryError:
-        raise OraError(f"“{name}” is a folder, not a project.") from None
-    except PermissionError:
-        raise OraError(f"“{name}” cannot be read: permission denied.") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise OraError(f"“{name}” {unreadable(exc, 'project')}") from None
     except zipfile.BadZipFile as exc:
         raise OraError(f"“{name}” is not an OpenRaster project (it is not a valid zip archive: {exc}).") from None
     except zlib.error as exc:

@@ -13,22 +13,11 @@ import pytest
 from PIL import Image
 
 from editor_app.cli import main
+from tests.test_cli import model_dir, photo  # noqa: F401  (fixtures: the tiny model folder, a 50x30 picture)
 from tests.tiny import SCHEDULER, save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 posix_only = pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("m") / "tiny-model")
-
-
-@pytest.fixture()
-def photo(tmp_path):
-    path = tmp_path / "in.png"
-    Image.fromarray((np.random.RandomState(0).rand(30, 50, 3) * 255).astype(np.uint8)).save(path)
-    return path
 
 
 def run(args, capsys):

@@ -13,6 +13,7 @@ from .cache import LRUCache
 from .events import Reporter
 from .images import Placement, SourceImage
 from .models import DiffusionModel
+from .schedule import DDIMSchedule
 from .unet_calls import vae_encode
 
 if TYPE_CHECKING:  # only for annotations: importing the engine here would be the cycle above
@@ -40,6 +41,11 @@ class EditContext:
     method: "Method"
     # Pixel inputs for the method's path fields (a style image taken from a layer), by field name.
     inputs: Mapping[str, SourceImage] = field(default_factory=dict)
+    sampler: str = "ddim"  # the request's sampler: ctx.schedule(steps) follows it
+
+    def schedule(self, steps: int) -> DDIMSchedule:
+        """The denoising schedule of this edit: DDIM, or a few-step model's LCM/TCD timesteps."""
+        return DDIMSchedule(self.model.scheduler_config, steps, self.sampler)
 
     @property
     def device(self) -> torch.device:

@@ -63,7 +63,8 @@ class Engine:
         work = images.to_working_tensor(source, place).to(model.device)
         reporter.preview_transform = _preview_crop(place)
         work_mask = images.mask_to_working(mask, place).to(model.device) if mask is not None else None
-        ctx = EditContext(self, model, source, place, work, work_mask, reporter, method, request.inputs)
+        ctx = EditContext(self, model, source, place, work, work_mask, reporter, method, request.inputs,
+                          request.sampler)
         before = dict(counters(model))
         try:
             out: MethodOutput = method.run(ctx, params)

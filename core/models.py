@@ -57,7 +57,9 @@ class ModelSpec:
     """What the user asked for. `source` is "demo", a repo id, a folder or a .safetensors file.
     `family` forces sd1/sd2/sdxl (auto: detected), `prediction` the UNet's parameterisation for a
     single file whose scheduler is unknown (auto: the family's default), `vae` a replacement VAE
-    (a folder or hub id, e.g. an fp16-safe SDXL VAE)."""
+    (a folder or hub id, e.g. an fp16-safe SDXL VAE), `loras` the user's LoRAs with their scales,
+    `low_vram` keeps only the UNet on the GPU between uses and trades time for activation memory
+    (core/offload.py), `revision` pins a hub download to a branch, tag or commit."""
 
     source: str = DEMO_ID
     device: str = "auto"
@@ -66,8 +68,24 @@ class ModelSpec:
     family: str = "auto"
     prediction: str = "auto"
     vae: str = ""
+    loras: tuple = ()
+    low_vram: bool = False
+    revision: str = ""
 
     def __post_init__(self) -> None:
+        from .loras import LoraSpec
+
+        items = []
+        for item in self.loras or ():
+            if isinstance(item, LoraSpec):
+                items.append(item)
+            elif isinstance(item, str):
+                items.append(LoraSpec.parse(item))
+            elif isinstance(item, dict):
+                items.append(LoraSpec(str(item["path"]), float(item.get("scale", 1.0))))
+            else:
+                items.append(LoraSpec(str(item[0]), float(item[1]) if len(item) > 1 else 1.0))
+        object.__setattr__(self, "loras", tuple(items))
         if self.family != "auto" and self.family not in FAMILIES:
             raise InvalidInput(f"Unknown model family '{self.family}': use auto, {', '.join(FAMILIES)}.")
         if self.prediction not in PREDICTIONS:
@@ -93,6 +111,9 @@ class DiffusionModel:
     text_encoder_2: Optional[torch.nn.Module] = None  # SDXL's second (OpenCLIP bigG) encoder
     tokenizer_2: object = None
     zero_empty_prompt: bool = False  # SDXL: the empty prompt is all zeros (force_zeros_for_empty_prompt)
+    user_adapters: dict = field(default_factory=dict)  # the user's LoRA adapters: {name: scale}
+    few_step: bool = False           # an LCM/TCD model or LoRA: the few-step samplers make sense
+    low_vram: bool = False           # text encoders and VAE live on the CPU between uses (core/offload.py)
     _text_cache: dict = field(default_factory=dict, repr=False)
 
     # ---- geometry -----------------------------------------------------------------------------
@@ -147,20 +168,27 @@ class DiffusionModel:
         family has one), cached per prompt (iterating must not re-encode)."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        rows = {p: self._text_cache[p] for p in dict.fromkeys(prompts) if p in self._text_cache}
+        missing = [p for p in dict.fromkeys(prompts) if p not in rows]
         if missing:
             cond = self.encode_uncached(missing)
             for k, p in enumerate(missing):
-                self._text_cache[p] = cond[k]
-            while len(self._text_cache) > 512:  # bounded: drop the oldest
+                rows[p] = self._text_cache[p] = cond[k]
+            while len(self._text_cache) > 512:  # bounded: drop the oldest (this call's rows are kept above)
                 self._text_cache.pop(next(iter(self._text_cache)))
-        return Conditioning.cat([self._text_cache[p] for p in prompts])
+        return Conditioning.cat([rows[p] for p in prompts])
 
     @torch.no_grad()
     def encode_uncached(self, prompts: list[str]) -> Conditioning:
         """Encode without the cache (sentence banks would flood it). One encoder: its last hidden
         state (SD 2.x's config already stops at OpenCLIP's penultimate layer). SDXL: the penultimate
         hidden states of both encoders side by side, the second's projected pooled output."""
+        from .offload import encoders_on_device
+
+        with encoders_on_device(self):
+            return self._encode(prompts)
+
+    def _encode(self, prompts: list[str]) -> Conditioning:
         fam = self.family_info
         encoders = [(self.tokenizer, self.text_encoder)]
         if self.text_encoder_2 is not None:
@@ -387,13 +415,62 @@ def load_vae(source: str, dtype: torch.dtype):
         raise ModelUnavailable(f"Could not load the VAE in {folder}: {str(e).splitlines()[0]}") from e
 
 
-def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None]] = None) -> Path:
-    """Local snapshot of a hub repo: the cache first, then a download (diffusers components only)."""
+@dataclass(frozen=True)
+class DownloadPlan:
+    """What a hub download would fetch, from a dry run (no weights are downloaded)."""
+
+    repo_id: str
+    revision: Optional[str]
+    files: int
+    download_bytes: int      # still to fetch
+    cached_bytes: int        # already in the cache
+    free_bytes: int          # free space where the cache lives
+    cache_dir: str
+
+    @property
+    def fits(self) -> bool:
+        # 5 % slack: partial files and the filesystem's own bookkeeping
+        return self.download_bytes <= self.free_bytes * 0.95
+
+    def describe(self) -> str:
+        gb = 1024 ** 3
+        return (f"{self.repo_id}: {self.download_bytes / gb:.2f} GB to download in {self.files} files "
+                f"({self.cached_bytes / gb:.2f} GB already cached), {self.free_bytes / gb:.1f} GB free in "
+                f"{self.cache_dir}")
+
+
+def plan_download(repo_id: str, revision: Optional[str] = None, patterns: Optional[list] = None) -> DownloadPlan:
+    """A dry run of the download: sizes of the files still to fetch and the free disk space."""
+    import shutil
+
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        infos = snapshot_download(repo_id, revision=revision, allow_patterns=patterns or list(COMPONENT_PATTERNS),
+                                  dry_run=True)
+    except Exception as e:
+        raise ModelUnavailable(
+            f"Could not look up '{repo_id}'{f' at {revision}' if revision else ''} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Check the repo id, the revision and your internet "
+            f"connection.") from e
+    todo = sum(int(f.file_size or 0) for f in infos if f.will_download)
+    cached = sum(int(f.file_size or 0) for f in infos if not f.will_download)
+    cache_dir = Path(constants.HF_HUB_CACHE)
+    probe = cache_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return DownloadPlan(repo_id, revision, len(infos), todo, cached, shutil.disk_usage(probe).free, str(cache_dir))
+
+
+def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None]] = None,
+                      revision: Optional[str] = None) -> Path:
+    """Local snapshot of a hub repo: the cache first, then — after a dry run that checks the disk has
+    room — a download (diffusers components only), optionally pinned to a revision."""
     from huggingface_hub import snapshot_download
 
     patterns = list(COMPONENT_PATTERNS)
     try:
-        cached = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+        cached = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
         # the cache may hold only a few files of the repo (configs fetched by another tool)
         if all(any((cached / part).glob("*.safetensors")) for part in ("unet", "vae", "text_encoder")):
             return cached
@@ -404,11 +481,19 @@ def download_from_hub(repo_id: str, progress: Optional[Callable[[int, int], None
             f"'{repo_id}' is not in the local Hugging Face cache and offline mode is on (HF_HUB_OFFLINE is set). "
             f"Unset HF_HUB_OFFLINE and connect to the internet to download it on first use, or download it on "
             f"another machine (hf download {repo_id}) and choose its folder or a .safetensors file.")
+    plan = plan_download(repo_id, revision, patterns)
+    if not plan.fits:
+        gb = 1024 ** 3
+        raise ModelUnavailable(
+            f"Not enough disk space to download {repo_id}: it needs {plan.download_bytes / gb:.1f} GB and "
+            f"{plan.free_bytes / gb:.1f} GB are free in {plan.cache_dir}. Free some space, or set HF_HOME to a "
+            f"disk with room.")
     kwargs = {}
     if progress is not None:
         kwargs["tqdm_class"] = _tqdm_reporting(progress)
+        progress(0, plan.download_bytes)  # the size is known before the first byte arrives
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, **kwargs))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, **kwargs))
     except Exception as e:
         raise ModelUnavailable(
             f"Could not download '{repo_id}' ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
@@ -491,6 +576,36 @@ def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, 
 
 
 def load_model(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] = None) -> DiffusionModel:
+    """The model `spec` names, with the user's LoRAs applied and the low-VRAM placement set up."""
+    from .loras import apply_loras, lora_suffix
+    from .offload import enable_low_vram
+
+    suffix = lora_suffix(spec.loras, spec.allow_pickle)  # bad LoRA files fail before any weights load
+    model = _load_base(spec, progress)
+    if spec.loras:
+        model.user_adapters = apply_loras(model, spec.loras, spec.allow_pickle)
+        model.model_id += suffix
+    model.few_step = is_few_step(model, spec)
+    if spec.low_vram:
+        enable_low_vram(model)
+    return model
+
+
+FEW_STEP_NAMES = ("lcm", "tcd", "lightning", "turbo", "hyper")
+
+
+def is_few_step(model: DiffusionModel, spec: ModelSpec) -> bool:
+    """Whether the model is meant for few-step sampling: an LCM-distilled UNet (it takes a guidance
+    embedding), a few-step scheduler in its config, or a LoRA named like one (LCM-LoRA files carry
+    no other mark; the samplers stay available for any model from the command line)."""
+    if getattr(model.unet.config, "time_cond_proj_dim", None):
+        return True
+    if str(model.scheduler_config.get("_class_name", "")).startswith(("LCM", "TCD")):
+        return True
+    return any(any(n in Path(l.path).name.lower() for n in FEW_STEP_NAMES) for l in spec.loras)
+
+
+def _load_base(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] = None) -> DiffusionModel:
     _quiet_library_progress()
     device = pick_device(spec.device)
     dtype = pick_dtype(device, spec.precision)
@@ -515,10 +630,25 @@ def load_model(spec: ModelSpec, progress: Optional[Callable[[int, int], None]] =
     if path.is_dir():
         return load_folder(path, str(path), device, dtype, spec.allow_pickle, spec)
     if src.count("/") == 1 and not src.startswith((".", "/", "~")):
-        folder = download_from_hub(src, progress)
-        return load_folder(folder, src, device, dtype, spec.allow_pickle, spec)
+        folder = download_from_hub(src, progress, revision=spec.revision or None)
+        model_id = f"{src}@{spec.revision}" if spec.revision else src
+        return load_folder(folder, model_id, device, dtype, spec.allow_pickle, spec)
     raise ModelUnavailable(f"'{src}' is neither 'demo', a model folder, a .safetensors file nor a "
                            "Hugging Face repo id (owner/name).")
+
+
+def _lora_files_key(loras) -> tuple:
+    """The LoRA set as the manager compares it: paths, scales and each file's size and time (a file
+    replaced on disk reloads; hashing contents happens once, at load)."""
+    out = []
+    for spec in loras:
+        p = Path(spec.path).expanduser()
+        try:
+            st = p.stat()
+            out.append((str(p), spec.scale, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(p), spec.scale, None, None))
+    return tuple(out)
 
 
 class ModelManager:
@@ -532,7 +662,7 @@ class ModelManager:
     def get(self, spec: ModelSpec, progress=None) -> DiffusionModel:
         device = pick_device(spec.device)
         key = (spec.source, str(device), pick_dtype(device, spec.precision), spec.allow_pickle, spec.family,
-               spec.prediction, spec.vae)
+               spec.prediction, spec.vae, spec.low_vram, spec.revision, _lora_files_key(spec.loras))
         with self._lock:
             if self._key != key or self._model is None:
                 self._model = None  # free the old weights before loading the new ones

@@ -21,6 +21,8 @@ class Method:
     uses_points: bool = False    # takes handle/target pairs from the canvas
     families: tuple[str, ...] = ("sd1", "sd2", "sdxl")  # model families it runs on (core/families.py)
     family_note: str = ""        # why a family is missing, for the refusal message and help text
+    # Samplers it holds up with (core/schedule.py): few-step lcm/tcd only where measured to work.
+    samplers: tuple[str, ...] = ("ddim",)
 
 
 _METHODS: dict[str, Method] = {}

@@ -62,11 +62,19 @@ class EditRequest:
     # layer): the engine reads these instead of the file the field names.
     inputs: Mapping[str, Union[ImageLike, SourceImage]] = field(default_factory=dict)
     origin: Mapping[str, Any] = field(default_factory=dict)  # opaque to the engine: routing for the front end
+    sampler: str = "ddim"  # ddim, or lcm / tcd for few-step models (core/schedule.py)
 
     def __post_init__(self) -> None:
         from .registry import get_method
 
+        from .schedule import SAMPLERS
+
         method = get_method(self.method)
+        if self.sampler not in SAMPLERS:
+            raise InvalidInput(f"Unknown sampler '{self.sampler}': use {', '.join(SAMPLERS)}.")
+        if self.sampler not in method.samplers:
+            raise InvalidInput(f"{method.label} does not hold up with the few-step {self.sampler.upper()} sampler: "
+                               f"use {' or '.join(method.samplers)} for it.")
         params = self.params
         if isinstance(params, Mapping):
             params = method.params.from_dict(dict(params))
@@ -95,14 +103,14 @@ class EditRequest:
         """A stable hash of everything that decides the result (not the origin)."""
         from .cache import content_key
 
-        return content_key(self.method, json.dumps(self.params.to_dict(), sort_keys=True),
+        return content_key(self.method, self.sampler, json.dumps(self.params.to_dict(), sort_keys=True),
                            self.image.content_hash(), self.mask, dataclasses.astuple(self.model),
                            tuple(sorted((k, v.content_hash()) for k, v in self.inputs.items())))
 
     # ---- serialisation ---------------------------------------------------------------------------
     def to_dict(self, pixels: bool = True) -> dict:
         out = dict(method=self.method, params=self.params.to_dict(), model=dataclasses.asdict(self.model),
-                   origin=_jsonable(dict(self.origin)), image=_image_dict(self.image, pixels),
+                   origin=_jsonable(dict(self.origin)), sampler=self.sampler, image=_image_dict(self.image, pixels),
                    inputs={k: _image_dict(v, pixels) for k, v in self.inputs.items()},
                    mask=None if self.mask is None else _mask_dict(self.mask, pixels))
         return out
@@ -117,7 +125,7 @@ class EditRequest:
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"Not a serialised edit request ({type(e).__name__}: {e}).") from None
         return cls(data["method"], image, dict(data.get("params") or {}), mask=mask, model=model,
-                   inputs=inputs, origin=dict(data.get("origin") or {}))
+                   inputs=inputs, origin=dict(data.get("origin") or {}), sampler=data.get("sampler", "ddim"))
 
 
 @dataclass(frozen=True, eq=False)

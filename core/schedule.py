@@ -37,12 +37,30 @@ def prediction_from(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, a
     return eps
 
 
-class DDIMSchedule:
-    def __init__(self, scheduler_config: dict, steps: int):
-        from diffusers import DDIMScheduler
+SAMPLERS = ("ddim", "lcm", "tcd")
+FEW_STEP_SAMPLERS = ("lcm", "tcd")
 
-        sched = DDIMScheduler.from_config(scheduler_config, clip_sample=False, set_alpha_to_one=False)
+
+class DDIMSchedule:
+    """Deterministic DDIM arithmetic over a timestep schedule.
+
+    sampler "ddim": DDIM's evenly spaced timesteps. "lcm" / "tcd": the timesteps LCM and TCD
+    sample at (a few steps drawn from the 50-step skeleton they were distilled on, e.g. 999, 759,
+    499, 259 for 4 steps). A few-step model (LCM-LoRA, LCM or TCD checkpoints) predicts the clean
+    latent well from any of them; stepping deterministically with the predicted noise is TCD's
+    γ = 0 sampler, and it is what makes inversion and structure-keeping edits possible at 4–8 steps
+    (LCM's own sampler re-noises with fresh noise, which no inversion can follow). LCM's boundary
+    scalings (c_skip, c_out) differ from DDIM's x0 by under 1e-6 at these timesteps; ignored."""
+
+    def __init__(self, scheduler_config: dict, steps: int, sampler: str = "ddim"):
+        import diffusers
+
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}")
+        cls = {"ddim": diffusers.DDIMScheduler, "lcm": diffusers.LCMScheduler, "tcd": diffusers.TCDScheduler}[sampler]
+        sched = cls.from_config(scheduler_config, clip_sample=False, set_alpha_to_one=False)
         sched.set_timesteps(steps)
+        self.sampler = sampler
         self.steps = steps
         top = len(sched.alphas_cumprod) - 1
         timesteps = [int(t) for t in sched.timesteps]  # descending, e.g. 981 … 1

@@ -39,6 +39,10 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor,
         cond = cond.expand(x.shape[0])
     if not torch.is_tensor(t):
         t = torch.tensor(t, device=model.device)
+    if getattr(model.unet.config, "time_cond_proj_dim", None):
+        # An LCM-distilled UNet takes its guidance scale as an embedding instead of a second branch.
+        kwargs.setdefault("timestep_cond", guidance_embedding(LCM_GUIDANCE, model.unet.config.time_cond_proj_dim,
+                                                              x.shape[0]).to(x.device, model.dtype))
     if model.family_info.added_conditioning:
         if cond.pooled is None:
             raise ValueError(f"{model.family_info.label} needs the pooled text embedding: pass the "
@@ -47,6 +51,19 @@ def unet_forward(model: DiffusionModel, x: torch.Tensor, t: int | torch.Tensor,
     out = model.unet(x.to(model.dtype), t, encoder_hidden_states=cond.embeds.to(model.dtype), return_dict=False,
                      **kwargs)[0]
     return out.float()
+
+
+LCM_GUIDANCE = 8.5  # the guidance LCM checkpoints are distilled for (their pipeline's default)
+
+
+def guidance_embedding(w: float, dim: int, batch: int) -> torch.Tensor:
+    """The sinusoidal embedding of (w − 1) an LCM-distilled UNet reads as `timestep_cond`
+    (the same construction as its timestep embedding, on w·1000)."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    arg = torch.full((batch, 1), (w - 1.0) * 1000.0) * freqs[None]
+    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
 
 
 def size_time_ids(model: DiffusionModel, x: torch.Tensor) -> torch.Tensor:

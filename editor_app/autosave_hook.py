@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from widgets import dialogs
 
 from . import autosave, project_files
+from .ora import OraError, ReadCancelled
 
 
 class AutosaveHook(QObject):
@@ -99,8 +100,8 @@ class AutosaveHook(QObject):
 
         try:
             opened = read_document_file(self.window, item.project, show_dialog=self.window.interactive)
-        except (project_files.OraError, project_files.ReadCancelled) as exc:
-            if not isinstance(exc, project_files.ReadCancelled):
+        except (OraError, ReadCancelled) as exc:
+            if not isinstance(exc, ReadCancelled):
                 self.show_error("Could not recover", f"{item.title}: {exc}")
             return False
         file_path = item.file_path if item.file_path and project_files.is_project(item.file_path) else None

@@ -3,6 +3,7 @@ calls the same engine.
 
     malleable-edit METHOD INPUT -o OUTPUT [options]
     malleable-edit methods [--json]
+    malleable-edit download REPO_ID [--revision REV] [--dry-run]
 
 Exit codes: 0 ok, 2 invalid input or usage, 3 model unavailable, 4 out of memory, 130 interrupted
 (Ctrl+C), 143 terminated (SIGTERM). On any failure: one line on stderr and no output file."""
@@ -46,6 +47,16 @@ def _common_options(p: argparse.ArgumentParser) -> None:
                         "the 512 px SD 2 base).")
     p.add_argument("--vae", default="",
                    help="A replacement VAE: a folder or Hugging Face id (e.g. an fp16-safe SDXL VAE).")
+    p.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                   help="Apply your own LoRA (.safetensors, Kohya/civitai or diffusers format) at SCALE (default "
+                        "1). Repeat for several.")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "lcm", "tcd"],
+                   help="ddim (default), or lcm/tcd with a few-step model (an LCM-LoRA, LCM or TCD checkpoint) and "
+                        "--steps 4..8; for reconstruct, pnp and quick-drag.")
+    p.add_argument("--low-vram", action="store_true",
+                   help="Fit a smaller GPU: text encoders on the CPU between uses, UNet activations recomputed in "
+                        "backward passes, VAE in tiles; slower.")
+    p.add_argument("--revision", default="", help="Pin a Hugging Face download to a branch, tag or commit.")
     p.add_argument("--mask", help="Mask image of the input's size: white = editable.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps. Default: auto.")
     p.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16. Default: auto.")
@@ -90,6 +101,16 @@ class ProgressPrinter:
         self.preview_dir = preview_dir
         self.count = 0
         self.tty = err().isatty()
+
+    def bytes(self, done: int, total: int) -> None:
+        """Download progress (bytes) on the same line."""
+        if self.quiet or total <= 0:
+            return
+        stream = err()
+        stream.write(f"\r  download {done / 2**30:6.2f} / {total / 2**30:.2f} GB")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
 
     def __call__(self, ev) -> None:
         if ev.preview is not None and self.preview_dir is not None:
@@ -209,8 +230,8 @@ def run_edit(argv: list[str]) -> int:
     params = from_namespace(method.params, args)
     image = load_image(src)  # fail on a bad input before spending time on the model
     spec = ModelSpec(args.model, args.device, args.precision, args.allow_pickle, args.family, args.prediction,
-                     args.vae)
-    request = EditRequest(method.name, image, params, mask=args.mask, model=spec)
+                     args.vae, tuple(args.lora), args.low_vram, args.revision)
+    request = EditRequest(method.name, image, params, mask=args.mask, model=spec, sampler=args.sampler)
     result = run_through_runner(request, ProgressPrinter(args.quiet, preview_dir))
     save_atomic(result.image, out)
     if args.json:
@@ -225,12 +246,33 @@ def run_edit(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def download(argv: list[str]) -> int:
+    """`malleable-edit download REPO_ID`: fetch a model into the Hugging Face cache (after a dry run
+    that shows its size and checks the disk), or with --dry-run only show what it would fetch."""
+    from core.models import download_from_hub, plan_download
+
+    p = _Parser(prog="malleable-edit download", description=download.__doc__)
+    p.add_argument("repo_id", help="A Hugging Face repo id, e.g. stable-diffusion-v1-5/stable-diffusion-v1-5.")
+    p.add_argument("--revision", default=None, help="Branch, tag or commit to pin.")
+    p.add_argument("--dry-run", action="store_true", help="Only show the size and the free disk space.")
+    args = p.parse_args(argv)
+    plan = plan_download(args.repo_id, args.revision)
+    print(plan.describe())
+    if args.dry_run:
+        return EXIT_OK if plan.fits else EXIT_MODEL
+    folder = download_from_hub(args.repo_id, ProgressPrinter(False, None).bytes, revision=args.revision)
+    print(folder)
+    return EXIT_OK
+
+
 def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return EXIT_OK if argv else EXIT_USAGE
     if argv[0] == "methods":
         return list_methods("--json" in argv[1:])
+    if argv[0] == "download":
+        return download(argv[1:])
     return run_edit(argv)
 
 

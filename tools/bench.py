@@ -7,6 +7,7 @@ cost of one UNet (and VAE) pass of that batch size — with the ratio of measure
     python -m tools.bench --quick --device cpu --size 64   # SD 1.5 path, reduced steps: checks the script
     python -m tools.bench --methods pnp,drag --out tools/bench_results/h100-2026-11-23.json
     python -m tools.bench --family sdxl   # SDXL (or sd2) architecture from the shipped configs, 1024 px
+    python -m tools.bench --low-vram      # the same with low-VRAM mode: compare peak_gpu_gb
 
 Prints one JSON object. Benchmarks are not tests: nothing here asserts a time."""
 from __future__ import annotations
@@ -201,6 +202,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--methods", help="Comma-separated method names (default: all registered).")
     ap.add_argument("--size", type=int, help="Image side in pixels (default: the family's native size, "
                                              "512 for SD 1.5; --tiny: 64).")
+    ap.add_argument("--low-vram", action="store_true",
+                    help="Low-VRAM mode (core/offload.py): compare peak_gpu_gb with a run without it.")
     ap.add_argument("--family", default="sd1", choices=["sd1", "sd2", "sdxl"],
                     help="Model family whose architecture is built with random weights (default sd1).")
     ap.add_argument("--device", default=None)
@@ -221,6 +224,10 @@ def main(argv=None) -> dict:
         dtype = pick_dtype(device, args.precision)
         model = build_random(args.family, device, dtype)
         provide_random_aux(model)
+        if args.low_vram:
+            from core.offload import enable_low_vram
+
+            enable_low_vram(model)
         engine.models._model, engine.models._key = model, (model.model_id,)
         engine.models.get = lambda spec, progress=None: model
         size = args.size or model.family_info.native_size
@@ -233,7 +240,7 @@ def main(argv=None) -> dict:
     report = dict(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         device_type=device.type, precision=str(model.dtype).replace("torch.", ""), model=model.model_id,
-        family=model.family, size=size, torch=torch.__version__, diffusers=__import__("diffusers").__version__,
+        family=model.family, low_vram=bool(getattr(model, "low_vram", False)), size=size, torch=torch.__version__, diffusers=__import__("diffusers").__version__,
         date=datetime.date.today().isoformat(), tiny=args.tiny, reduced_steps=args.tiny or args.quick,
         methods={})
     for method in methods:

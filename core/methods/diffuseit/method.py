@@ -255,7 +255,7 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
                                 (ctx.image_key, style_key))
     rep.step(1, 1)
 
-    schedule = DDIMSchedule(model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
     start = schedule.index_for_strength(1 - p.skip)
     kept = p.steps - start
     src = ctx.encode_source()

@@ -41,17 +41,21 @@ def lora_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 @contextlib.contextmanager
-def lora_adapter(unet: torch.nn.Module, rank: int) -> Iterator[list[torch.nn.Parameter]]:
+def lora_adapter(unet: torch.nn.Module, rank: int,
+                 keep: Optional[dict[str, float]] = None) -> Iterator[list[torch.nn.Parameter]]:
     """Attach a fresh rank-`rank` LoRA (scale 1, zero-initialised B: the UNet starts unchanged) to
     every attention projection; yields its float32 parameters; removes it on exit, whatever
-    happens, so other methods and other images see the plain UNet."""
+    happens, so other methods and other images see the UNet as it was. `keep`: the user's own
+    LoRA adapters {name: scale}, which stay active under it (the identity LoRA learns on top)."""
     from peft import LoraConfig
 
     previous = _active_adapters(unet)
     config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, init_lora_weights=True,
                         target_modules=list(TARGET_MODULES))
     try:
-        unet.add_adapter(config, adapter_name=ADAPTER)
+        unet.add_adapter(config, adapter_name=ADAPTER)  # makes it the only active adapter
+        if keep:
+            unet.set_adapters(list(keep) + [ADAPTER], weights=list(keep.values()) + [1.0])
         for layer in lora_layers(unet).values():
             # peft gives the adapter the base layer's dtype (fp16 on GPU); training needs fp32.
             layer.lora_A[ADAPTER].to(torch.float32)
@@ -61,7 +65,7 @@ def lora_adapter(unet: torch.nn.Module, rank: int) -> Iterator[list[torch.nn.Par
             p.requires_grad_(False)  # only train_identity_lora turns gradients on
         yield params
     finally:
-        remove_adapter(unet, previous)
+        remove_adapter(unet, previous, keep)
 
 
 def _active_adapters(unet) -> list[str]:
@@ -70,16 +74,19 @@ def _active_adapters(unet) -> list[str]:
     return []
 
 
-def remove_adapter(unet: torch.nn.Module, restore: Optional[list[str]] = None) -> None:
-    """Take this adapter off the UNet. When it is the only one, the peft wrappers go too and the
-    original Linear modules are back in place."""
+def remove_adapter(unet: torch.nn.Module, restore: Optional[list[str]] = None,
+                   scales: Optional[dict[str, float]] = None) -> None:
+    """Take this adapter off the UNet, reactivating the adapters in `restore` (at their `scales`).
+    When it is the only one, the peft wrappers go too and the original Linear modules are back."""
     config = getattr(unet, "peft_config", None) or {}
     others = [name for name in config if name != ADAPTER]
     if others:
         if ADAPTER in config:
             unet.delete_adapters(ADAPTER)
         keep = [name for name in (restore or []) if name in others]
-        if keep:
+        if keep and scales:
+            unet.set_adapters(keep, weights=[scales.get(name, 1.0) for name in keep])
+        elif keep:
             unet.set_adapter(keep)
     elif config or lora_layers(unet):
         unet.unload_lora()

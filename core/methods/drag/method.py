@@ -121,14 +121,14 @@ def prepare_lora(ctx: EditContext, p: DragParams, params: list, cond: torch.Tens
 def run(ctx: EditContext, p: DragParams) -> MethodOutput:
     handles, targets = points_to_grid(ctx, p.points)
     model = ctx.model
-    schedule = DDIMSchedule(model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
     start = schedule.index_for_strength(p.inversion_strength)
     cond = model.encode_text(p.prompt)
     mask = ctx.latent_mask()
     with contextlib.ExitStack() as stack:
         if p.lora_steps > 0:
             key = lora_key(ctx, p)
-            params = stack.enter_context(lora_adapter(model.unet, p.lora_rank))
+            params = stack.enter_context(lora_adapter(model.unet, p.lora_rank, keep=model.user_adapters))
             lora = prepare_lora(ctx, p, params, cond, key)
         else:
             key, lora = None, "off"

@@ -194,7 +194,7 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
     model = ctx.model
     check_word_pair(model.tokenizer, p.source_word, p.target_word)
     caption = " ".join(p.source_prompt.split()) or caption_image(ctx)
-    schedule = DDIMSchedule(model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
 
     refiner = NoiseRegularizer(p.reg_steps, p.lambda_ac, p.lambda_kl, seed=p.seed, schedule=schedule)
     refiner_on = refiner.active

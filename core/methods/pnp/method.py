@@ -198,7 +198,7 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
 
 
 def run(ctx: EditContext, p: PnPParams) -> MethodOutput:
-    schedule = DDIMSchedule(ctx.model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
     traj = invert_cached(ctx, schedule, p.source_prompt)
     latent, info = pnp_denoise(ctx.model, schedule, traj, p, ctx.reporter, keep_mask=ctx.latent_mask())
     with torch.no_grad():
@@ -208,5 +208,6 @@ def run(ctx: EditContext, p: PnPParams) -> MethodOutput:
 
 METHOD = register(Method(
     name="pnp", label="Restyle (PnP)", params=PnPParams, run=run, stages=("invert", "edit"),
+    samplers=("ddim", "lcm", "tcd"),
     description="Restyle the picture from a text prompt while keeping its layout: the source's decoder "
                 "features and self-attention are plugged into the generation (Plug-and-Play, 2023)."))

@@ -8,7 +8,6 @@ from ...context import EditContext, MethodOutput
 from ...params import MethodParams, param
 from ...registry import Method, register
 from ...sampling import denoise, invert_cached
-from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
 
 
@@ -19,7 +18,7 @@ class ReconstructParams(MethodParams):
 
 
 def run(ctx: EditContext, p: ReconstructParams) -> MethodOutput:
-    schedule = DDIMSchedule(ctx.model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
     traj = invert_cached(ctx, schedule, p.prompt)
     cond = ctx.model.encode_text(p.prompt)
     latent = denoise(ctx.model, schedule, traj.noisiest,
@@ -29,6 +28,6 @@ def run(ctx: EditContext, p: ReconstructParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="reconstruct", label="Reconstruct", params=ReconstructParams, run=run,
+    name="reconstruct", label="Reconstruct", params=ReconstructParams, run=run, samplers=("ddim", "lcm", "tcd"),
     stages=("invert", "regenerate"),
     description="Invert the image with DDIM and regenerate it: a check of the engine, and a baseline."))

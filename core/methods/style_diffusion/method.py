@@ -483,7 +483,7 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
 
 def run(ctx: EditContext, p: StyleDiffusionParams) -> MethodOutput:
     tokens, clip_source = clip_image_tokens(ctx)  # first: a missing CLIP fails before any work
-    schedule = DDIMSchedule(ctx.model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
     traj = invert_cached(ctx, schedule, p.source_prompt)
     learned, trained = learned_values_cached(ctx, p, schedule, traj, tokens, clip_source)
     model = ctx.model

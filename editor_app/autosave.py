@@ -1,4 +1,5 @@
-"""Autosave and crash recovery, without Qt.
+"""Autosave and crash recovery, without Qt of its own (writing a project composites its layers
+with QPainter on a QImage, which is safe on the autosave thread once the application exists).
 
 Each running editor owns one session folder in the recovery folder:
 

@@ -24,6 +24,14 @@ from widgets import dialogs
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def qt_first(qapp):
+    """Writing a project composites its layers with QPainter; on the autosave thread that must not
+    be the process's first touch of Qt (Qt would take that thread for its main thread), which in
+    the editor it never is: the application exists before any window or autosave."""
+    return qapp
+
+
 def project(seed=0) -> ProjectData:
     return ProjectData(32, 24, [LayerData("base", sample_rgba(32, 24, seed))])
 

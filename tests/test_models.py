@@ -254,6 +254,11 @@ def test_single_file_loads_offline_with_given_configs(tiny_checkpoint, offline):
     model = load_single_file(checkpoint, CPU, torch.float32, config_dir=config)
     print(f"\ntiny single-file load: {time.perf_counter() - t:.3f} s")
     assert model.native_size == 16 and model.grid == 8  # 8 latent px x VAE scale 2; x 4 UNet downsampling
+    assert_same_weights(model, reference)
+
+
+def assert_same_weights(model, reference: dict) -> None:
+    """Every weight of the reference modules, bit for bit, in the loaded model; and the real tokenizer."""
     for name, module in reference.items():
         loaded = getattr(model, name).state_dict()
         for key, value in module.state_dict().items():

@@ -97,21 +97,26 @@ def write() -> None:
     _write(xl / "scheduler" / "scheduler_config.json", dict(SCHEDULER, prediction_type="epsilon"))
 
 
-def check() -> dict:
-    """Parameter counts on the meta device against EXPECTED; raises on any difference."""
+def build_meta(folder: Path) -> dict:
+    """Every component the config folder describes, on the meta device (no memory)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    with torch.device("meta"):
+        parts = {"unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet")),
+                 "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae")),
+                 "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))}
+        if (folder / "text_encoder_2").is_dir():
+            parts["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+    return parts
+
+
+def check() -> dict:
+    """Parameter counts on the meta device against EXPECTED; raises on any difference."""
     counts = {}
     for family, folder in OUT.items():
-        with torch.device("meta"):
-            parts = {"unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder, subfolder="unet")),
-                     "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae")),
-                     "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))}
-            if (folder / "text_encoder_2").is_dir():
-                parts["text_encoder_2"] = CLIPTextModelWithProjection(
-                    CLIPTextConfig.from_pretrained(folder / "text_encoder_2"))
+        parts = build_meta(folder)
         counts[family] = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
         wrong = {k: (v, EXPECTED[family][k]) for k, v in counts[family].items() if v != EXPECTED[family][k]}
         if wrong:

@@ -10,7 +10,6 @@ OPEN_FILTER = ("Pictures and projects (*.ora " + " ".join(f"*{e}" for e in IMAGE
                "Pictures (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;All files (*)")
 IMAGE_FILTER = "Pictures (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;All files (*)"
 PROJECT_FILTER = "OpenRaster project (*.ora)"
-EXPORT_FILTER = "PNG (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
 
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
@@ -68,7 +67,37 @@ def ask_text(parent, title: str, label: str, text: str) -> str | None:
     return value if ok else None
 
 
+def ask_number(parent, title: str, label: str, value: float, lo: float, hi: float, decimals: int = 0) -> float | None:
+    from PySide6.QtWidgets import QInputDialog
+    number, ok = QInputDialog.getDouble(parent, title, label, value, lo, hi, decimals)
+    return number if ok else None
+
+
 def show_about(parent) -> None:
     QMessageBox.about(parent, "About Malleable",
                       "<b>Malleable</b> 0.1<br>Edit pictures with Stable Diffusion while keeping their "
                       "structure. Results land on new layers; nothing is destroyed.")
+
+
+OPEN, LATER = "open", "later"
+
+
+def recover_box(parent, description: str) -> QMessageBox:
+    box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
+                      f"Malleable did not close normally last time. An autosaved document was found:\n\n"
+                      f"{description}", QMessageBox.StandardButton.NoButton, parent)
+    box.setInformativeText("Open it to continue where you left off, or discard it for good.")
+    open_ = box.addButton("Open", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(open_)
+    return box
+
+
+def ask_recover(parent, description: str) -> str:
+    """A document an earlier session left unsaved when it ended: OPEN, DISCARD or LATER (it is
+    offered again next time)."""
+    box = recover_box(parent, description)
+    box.exec()
+    clicked = box.clickedButton()
+    return {"Open": OPEN, "Discard": DISCARD}.get(clicked.text() if clicked else "", LATER)

@@ -61,7 +61,8 @@ class DragParams(MethodParams):
     inversion_strength: float = param(0.7, "How far the image is inverted before dragging (0.7: step 35 "
                                            "of 50). Higher moves more and keeps less.", min=0.02, max=1.0,
                                       advanced=True)
-    latent_lr: float = param(0.02, "Learning rate of the latent optimisation (Adam; GoodDrag's 0.02).",
+    latent_lr: float = param(0.02, "Learning rate of the latent optimisation (Adam; GoodDrag's 0.02, with its "
+                             "information-preserving supervision against each handle's original features).",
                              min=1e-5, max=1.0, advanced=True)
     lam: float = param(0.1, "Weight of keeping the latent outside the mask unchanged (only with a mask).",
                        min=0.0, max=100.0, advanced=True)
@@ -225,4 +226,5 @@ METHOD = register(Method(
     stages=("lora", "invert", "drag", "denoise"), uses_points=True,
     description="Drag points of the picture to new places (DragDiffusion with GoodDrag's alternating drag "
                 "and denoising): paint a mask to keep the rest still. The first drag of an image trains a "
-                "small LoRA; later drags reuse it. The result says how far each handle got."))
+                "small LoRA; later drags reuse it. Longer drags get more steps. The result says how far "
+                "each handle got, in image pixels, and counts it arrived only within its stop radius."))

@@ -51,7 +51,8 @@ class Pix2PixZeroParams(MethodParams):
     target_word: str = param("", "The word for what it should become (e.g. dog).", required=True)
     source_prompt: str = param("", "A caption of the input image (e.g. 'a cat sitting on a sofa'). Leave "
                                "empty to caption it with BLIP when that model is available.", kind="text")
-    xa_guidance: float = param(0.1, "Cross-attention guidance step: keeps the layout of the input (0 = off; "
+    xa_guidance: float = param(0.1, "Cross-attention guidance step: holds the cross-attention maps to those of the input's own "
+                                "inversion trajectory, keeping its layout (0 = off; "
                                "0.1 for photos, 0.15 for generated images, <= 0.01 for v-prediction models).",
                                min=0.0, max=2.0)
     guidance: float = param(5.0, "How strongly to push towards the target word (classifier-free guidance "

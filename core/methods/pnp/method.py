@@ -60,7 +60,8 @@ class PnPParams(MethodParams):
     source_prompt: str = param("", "What the picture shows now (optional). Used for the inversion and as "
                                    "the negative prompt when negative alpha is below 1.", kind="text")
     feature_injection: float = param(
-        0.8, "τ_f: fraction of the steps (from the start) that inject the source's spatial features. "
+        0.8, "τ_f: fraction of the steps (from the start) that inject the source's spatial features (the "
+             "residual branch of decoder layer 4, before its skip connection, as the official code). "
              "Higher keeps more structure; 0.5 for sketches and silhouettes.", min=0.0, max=1.0)
     attention_injection: float = param(
         0.5, "τ_A: fraction of the steps that inject the source's self-attention queries and keys.",

@@ -63,13 +63,14 @@ class StyleDiffusionParams(MethodParams):
     source_prompt: str = param("", "What the image shows now (optional): the reconstruction is learned for "
                                "this prompt, and the target prompt is aligned to it word by word.", kind="text")
     prompt: str = param("", "What the image should become: the source prompt with words swapped, added or "
-                        "restyled (e.g. 'a cat' -> 'a watercolor cat').", kind="text", required=True)
+                        "restyled (e.g. 'a cat' -> 'a watercolor cat'); a swapped word acts from the first step (its values are "
+                        "the target prompt through the learned mapping).", kind="text", required=True)
     tau_v: float = param(0.5, "Fraction of the steps whose cross-attention values come from the image "
                          "(higher keeps more of the original look).", min=0.0, max=1.0)
     tau_c: float = param(0.6, "Fraction of the steps that copy the source's cross-attention maps "
                          "(higher keeps the layout more strictly).", min=0.0, max=1.0, advanced=True)
     tau_s: float = param(0.6, "Fraction of the steps that inject the source's self-attention maps "
-                         "(structure).", min=0.0, max=1.0, advanced=True)
+                         "(structure), on every level below the top resolution (the official ≤ 32² of 64²).", min=0.0, max=1.0, advanced=True)
     tau_u: float = param(0.0, "Fraction of the steps that also control the unconditional branch of "
                          "guidance (keeps the layout under strong guidance).", min=0.0, max=1.0, advanced=True)
     guidance: float = param(7.5, "Classifier-free guidance scale (the reconstruction is learned for it).",

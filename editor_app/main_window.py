@@ -105,7 +105,8 @@ class MainWindow(QMainWindow):
         from widgets.model_dialog import ModelDialog
 
         dlg = ModelDialog(self.edit_session.controller.model_spec, self)
-        if dlg.exec():
+        # Deleted after use (later, so it can still be read here): left to the window, it crashed at quit.
+        if dialogs.exec_once(dlg):
             spec = dlg.spec()
             self.status.model_loading(spec.source)
             self.edit_session.controller.load_model(spec)
@@ -185,6 +186,7 @@ class MainWindow(QMainWindow):
                 w.setEnabled(False)
             event.ignore()
             return
+        self.status.bar.clearMessage()  # its timeout timer would outlive the window
         event.accept()
 
     def dragEnterEvent(self, event) -> None:

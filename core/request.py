@@ -73,7 +73,7 @@ class EditRequest:
         if self.sampler not in SAMPLERS:
             raise InvalidInput(f"Unknown sampler '{self.sampler}': use {', '.join(SAMPLERS)}.")
         if self.sampler not in method.samplers:
-            raise InvalidInput(f"{method.label} does not hold up with the few-step {self.sampler.upper()} sampler: "
+            raise InvalidInput(f"{method.plain_name} does not hold up with the few-step {self.sampler.upper()} sampler: "
                                f"use {' or '.join(method.samplers)} for it.")
         params = self.params
         if isinstance(params, Mapping):

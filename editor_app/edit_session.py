@@ -32,11 +32,6 @@ FINISH_TIMEOUT_S = 15.0
 FINISH_POLL_MS = 50
 
 
-def short_label(label: str) -> str:
-    """'Restyle (PnP)' -> 'Restyle': layer names read "Restyle 1", "Drag 3"."""
-    return label.split(" (")[0]
-
-
 class EditSession(QObject):
     status = Signal(str)                 # one-line messages for the status bar
     orphan_result = Signal(object, str)  # EditResult, layer name: its picture is no longer open
@@ -120,7 +115,7 @@ class EditSession(QObject):
             return None
         job = self.controller.submit(request)
         if job is not self.controller.running:
-            label = get_method(request.method).label
+            label = get_method(request.method).plain_name
             self.status.emit(f"{label} queued: it starts when the running edit ends.")
         return job
 
@@ -150,7 +145,7 @@ class EditSession(QObject):
     def _land(self, job, result) -> None:
         method = get_method(result.method)
         self.result_counts[method.name] += 1
-        name = f"{short_label(method.label)} {self.result_counts[method.name]}"
+        name = f"{method.plain_name} {self.result_counts[method.name]}"
         if not self._is_current(result.origin):
             self.panel.show_done(f"Done: {name}, for a picture no longer open")
             self.orphan_result.emit(result, name)

@@ -95,6 +95,10 @@ class MainWindow(QMainWindow):
         self.edit_dock.setWidget(widget)
         old.deleteLater()
 
+    def run_diagnostic(self, method_name: str):
+        """An engine check (Tools ▸ Diagnostics) on the edit target, with the method's defaults."""
+        return self.edit_session.run(method_name, {})
+
     # ---- models ----------------------------------------------------------------------------------
     def settings_model_spec(self):
         from core import ModelSpec
@@ -186,7 +190,7 @@ class MainWindow(QMainWindow):
                 w.setEnabled(False)
             event.ignore()
             return
-        self.status.bar.clearMessage()  # its timeout timer would outlive the window
+        self.status.window_closing()
         event.accept()
 
     def dragEnterEvent(self, event) -> None:

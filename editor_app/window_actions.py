@@ -7,6 +7,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
+from core.registry import all_methods
 from widgets import dialogs
 from widgets.canvas import Tool
 from widgets.icons import icon
@@ -118,6 +119,10 @@ def make_actions(win) -> None:
     A("getting_models", "Getting Stable Diffusion…", win.show_model_help)
     for part in (selection_actions, layer_mask_actions, compare_actions, result_actions):
         part.make_actions(win)
+    for m in all_methods():
+        if m.diagnostic:  # engine checks: they run at once on the picture, with their defaults
+            A(f"diagnostic_{m.name}", f"{m.plain_name} ({m.purpose})" if m.purpose else m.plain_name,
+              lambda _=False, name=m.name: win.run_diagnostic(name), tip=m.description)
 
 
 def _add(menu, actions, keys) -> None:
@@ -135,15 +140,17 @@ def make_menus(win) -> None:
     _add(m, a, ("add_layer", None, "save", "save_as", "export", "export_again", None, "model", None, "close", "quit"))
     m = mb.addMenu("&Edit")
     _add(m, a, ("undo", "redo", None, "points_delete", "points_clear", None))
-    tools = m.addMenu("&Tools")
-    for act in win.tool_group.actions():
-        tools.addAction(act)
-    _add(tools, a, (None, "brush_bigger", "brush_smaller"))
     selection_actions.make_menu(win, mb)
     m = mb.addMenu("&Layer")
     _add(m, a, ("add_layer", "duplicate_layer", "delete_layer", "rename_layer", None, "raise_layer", "lower_layer",
                 "merge_down", None, "toggle_visible", None, "edit_again", None))
     layer_mask_actions.make_menu(win, m)
+    tools = mb.addMenu("&Tools")
+    for act in win.tool_group.actions():
+        tools.addAction(act)
+    _add(tools, a, (None, "brush_bigger", "brush_smaller", None))
+    win.diagnostics_menu = tools.addMenu("&Diagnostics")
+    _add(win.diagnostics_menu, a, sorted(k for k in a if k.startswith("diagnostic_")))
     win.view_menu = m = mb.addMenu("&View")
     _add(m, a, ("zoom_in", "zoom_out", "fit", "actual", None, "show_mask", "compare_split", None))
     for dock in (win.layers_dock, win.edit_dock, win.history_dock):
@@ -205,7 +212,7 @@ def update_actions(win) -> None:
     index = d.index_of(active) if active else -1
     n = len(d.layers)
     for k in ("add_layer", "save", "save_as", "export", "export_again", "close", "mask_fill", "mask_clear",
-              "mask_invert", "zoom_in", "zoom_out", "fit", "actual"):
+              "mask_invert", "zoom_in", "zoom_out", "fit", "actual", *(k for k in a if k.startswith("diagnostic_"))):
         a[k].setEnabled(has)
     for k in ("duplicate_layer", "rename_layer", "toggle_visible", "mask_from_edit"):
         a[k].setEnabled(active is not None)

@@ -29,9 +29,21 @@ def stage_label(stage: str, step: int, total: int) -> str:
 
 
 def ordered_methods() -> list[Method]:
-    methods = all_methods()
+    """The artist's methods; engine checks (Method.diagnostic) are the window's Tools ▸ Diagnostics."""
+    methods = [m for m in all_methods() if not m.diagnostic]
     rank = {name: i for i, name in enumerate(PREFERRED_ORDER)}
     return sorted(methods, key=lambda m: rank.get(m.name, len(rank)))
+
+
+def method_title(m: Method) -> str:
+    """'Restyle — keep the layout, change the look': plain words; the paper is in the tooltip."""
+    return f"{m.plain_name} — {m.purpose}" if m.purpose else m.plain_name
+
+
+def method_help(m: Method) -> str:
+    paper = f"{m.paper}. " if m.paper else ""
+    needs = f"  Needs: {', '.join(m.needs)}." if m.needs else ""
+    return f"{paper}{m.description}{needs}"
 
 
 class EditPanel(QWidget):
@@ -43,13 +55,17 @@ class EditPanel(QWidget):
         self.methods = ordered_methods()
         lay = QVBoxLayout(self)
         self.method_combo = QComboBox()
+        # The titles are sentences: the closed box may cut one short, its list shows them whole.
+        self.method_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_combo.setMinimumContentsLength(16)
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setObjectName("methodDescription")
         self.forms: dict[str, ParamForm] = {}
         self.stack = QStackedWidget()
         for m in self.methods:
-            self.method_combo.addItem(m.label, m.name)
+            self.method_combo.addItem(method_title(m), m.name)
+            self.method_combo.setItemData(self.method_combo.count() - 1, method_help(m), Qt.ItemDataRole.ToolTipRole)
             form = ParamForm(m.params)
             self.forms[m.name] = form
             self.stack.addWidget(form)
@@ -107,14 +123,14 @@ class EditPanel(QWidget):
     def select_method(self, name: str) -> None:
         idx = self.method_combo.findData(name)
         if idx < 0:
-            raise KeyError(name)
+            raise KeyError(f"{name} is not one of the Edit panel's methods (engine checks are under Tools ▸ Diagnostics)")
         self.method_combo.setCurrentIndex(idx)
 
     def _on_method(self, index: int) -> None:
         m = self.methods[index]
         self.stack.setCurrentWidget(self.forms[m.name])
-        needs = f"  Needs: {', '.join(m.needs)}." if m.needs else ""
-        self.description.setText(m.description + needs)
+        self.description.setText(method_help(m))
+        self.method_combo.setToolTip(method_help(m))
 
     def _run(self) -> None:
         if self.run_button.isEnabled():

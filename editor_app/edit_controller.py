@@ -38,6 +38,7 @@ class EditController(QObject):
         self.runner = runner if runner is not None else LocalRunner(engine)
         self.model_spec = ModelSpec()      # what new requests are built with
         self._loaded_spec = self.model_spec
+        self.loaded: Optional[ModelLoaded] = None  # the last model the runner loaded (description, few_step)
         self._edits: list[Job] = []        # submitted and not ended, in submission order
         self._started: set[int] = set()
         self._load: Optional[Job] = None   # the newest model load not ended
@@ -182,6 +183,7 @@ class EditController(QObject):
             self._load = None
         if isinstance(ev, ModelLoaded):
             self._loaded_spec = job.spec
+            self.loaded = ev
             if latest:
                 self.model_loaded.emit(ev.description)
             return

@@ -9,6 +9,7 @@ document was closed or replaced is never put into another one: the window is tol
 The window owns one EditSession; the session owns the EditController (and so the job runner)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -45,8 +46,12 @@ class EditSession(QObject):
         self.show_error = show_error
         self.controller = EditController(engine, self, runner=runner)
         self.result_counts: Counter = Counter()
+        # Edit the visible picture (every visible layer together) instead of the active layer.
+        self.edit_visible = False
         self._finish_timer: Optional[QTimer] = None
         panel.run_requested.connect(self.run)
+        if hasattr(panel, "visible_picture_toggled"):
+            panel.visible_picture_toggled.connect(self.set_edit_visible)
         panel.cancel_requested.connect(self.controller.cancel)
         self.controller.started.connect(lambda job: panel.set_busy(True))
         self.controller.busy_changed.connect(self._on_busy)
@@ -55,6 +60,7 @@ class EditSession(QObject):
         self.controller.result_ready.connect(self._on_result)
         self.controller.failed.connect(self._on_failed)
         document.points_changed.connect(self._sync_points)
+        document.reset.connect(self._sync_points)
         document.layers_changed.connect(self._sync_layer_choices)
         document.reset.connect(self._sync_layer_choices)
         document.reset.connect(lambda: canvas.set_preview(None))  # a preview of the old picture
@@ -62,6 +68,9 @@ class EditSession(QObject):
         self._sync_layer_choices()
 
     # ---- building a request from the document ----------------------------------------------------
+    def set_edit_visible(self, on: bool) -> None:
+        self.edit_visible = bool(on)
+
     def _sync_points(self) -> None:
         pairs = self.doc.point_pairs()
         for form in self.panel.forms.values():
@@ -87,7 +96,9 @@ class EditSession(QObject):
                 inputs[name] = self.doc.layer_pixels(layer)
         return inputs
 
-    def build_request(self, method_name: str, values: dict) -> EditRequest:
+    def build_request(self, method_name: str, values: dict, origin_extra: Optional[dict] = None) -> EditRequest:
+        """The edit of the active layer (its pixels and its points), or of the visible picture when
+        `edit_visible`; the result is routed back by the origin."""
         if self.doc.is_empty:
             raise InvalidInput("Open an image first (File ▸ Open…).")
         layer = self.doc.active_layer
@@ -100,12 +111,19 @@ class EditSession(QObject):
         params = method.params.from_dict(values)
         mask8 = self.doc.edit_mask_array()
         mask = (mask8.astype(np.float32) / 255.0) if mask8.max() > 0 else None
-        pixels = self.doc.layer_pixels(layer)
-        if pixels[..., 3].max() == 0:
-            raise InvalidInput(f"Layer “{layer.name}” is empty: select a layer with a picture on it.")
+        if self.edit_visible:
+            pixels = self.doc.composite_rgba()
+            if pixels[..., 3].max() == 0:
+                raise InvalidInput("Nothing is visible: show a layer (its check box in the Layers panel).")
+        else:
+            pixels = self.doc.layer_pixels(layer)
+            if pixels[..., 3].max() == 0:
+                raise InvalidInput(f"Layer “{layer.name}” is empty: select a layer with a picture on it.")
+        origin = {"document": self.doc.identity, "layer": layer.id, **(origin_extra or {})}
+        if self.edit_visible:
+            origin["visible"] = True
         return EditRequest(method.name, pixels, params, mask=mask, model=self.controller.model_spec,
-                           inputs=self._layer_inputs(method, values),
-                           origin={"document": self.doc.identity, "layer": layer.id})
+                           inputs=self._layer_inputs(method, values), origin=origin)
 
     def run(self, method_name: str, values: dict):
         try:
@@ -131,7 +149,8 @@ class EditSession(QObject):
     def _on_progress(self, job, ev) -> None:
         self.panel.show_progress(ev)
         if ev.preview is not None and self._is_current(job.origin):
-            self.canvas.set_preview(rgb_to_qimage(ev.preview))
+            # Inside the request's mask only, over the picture: what the edit can change.
+            self.canvas.set_preview(rgb_to_qimage(ev.preview), job.request.mask)
 
     def _on_result(self, job, result) -> None:
         self.canvas.set_preview(None)
@@ -154,34 +173,41 @@ class EditSession(QObject):
         self.panel.show_done(f"Done: {name} ({result.seconds:.1f} s)")
         self.status.emit(f"{name} added ({result.seconds:.1f} s)")
 
-    def _add_result(self, request: EditRequest, result, name: str) -> None:
-        """The result as a layer above its source (on top when the source layer was deleted), and
-        a drag's handles moved to where they ended: one undo entry, or nothing at all."""
+    def _add_result(self, request: EditRequest, result, name: str, group: str = "", visible: bool = True) -> None:
+        """The result as a layer above its source and the results already on it (on top when the
+        source layer was deleted, or the edit was of the visible picture), carrying the source's
+        point pairs, a drag's with their handles where they ended: one undo entry, or nothing at
+        all. The source stays the edit target; after an edit of the visible picture the result,
+        now the top of what is seen, becomes the active layer (its points are the current ones)."""
         doc = self.doc
         rgba = np.asarray(result.image.convert("RGBA")).copy()
         if rgba.shape[:2] != (doc.height, doc.width):
             raise ValueError(f"it is {rgba.shape[1]}×{rgba.shape[0]} px and the picture {doc.width}×{doc.height} px")
         mask = None if request.mask is None else np.round(request.mask * 255.0).astype(np.uint8)
         metadata = {"method": result.method, "params": result.params, "model": result.model_id,
-                    "seconds": round(result.seconds, 2)}
+                    "seconds": round(result.seconds, 2),
+                    # The whole model choice, LoRA files and scales included: saved with the project.
+                    "model_spec": dataclasses.asdict(request.model), "sampler": request.sampler}
         if "handles" in result.info:
             metadata["handles"] = result.info["handles"]
         try:
-            above = doc.layer_by_id(result.origin.get("layer"))
+            source = doc.layer_by_id(result.origin.get("layer"))
         except KeyError:
-            above = None
+            source = None
+        on_visible = bool(result.origin.get("visible"))
+        pairs = doc.point_pairs(source) if source is not None else []
         points = tuple(getattr(request.params, "points", ()) or ())
         handles = result.info.get("handles")
-        moved = None
         if handles and points and len(handles) == len(points):
             # The handles now sit where the drag took them; targets stay.
-            moved = [(float(h[0]), float(h[1]), p[2], p[3]) for h, p in zip(handles, points)]
+            pairs = [(float(h[0]), float(h[1]), p[2], p[3]) for h, p in zip(handles, points)]
         stack = doc.undo_stack
         stack.beginMacro(name)
         try:
-            doc.add_result_layer(rgba, name, metadata, above=above, mask=mask)
-            if moved is not None:
-                doc.set_point_pairs(moved, text="Move Handles to Result")
+            layer = doc.add_result_layer(rgba, name, metadata, above=source, mask=mask, points=pairs, group=group,
+                                         on_top=on_visible or source is None, activate=on_visible)
+            if not visible:
+                doc.set_layer_visible(layer, False)
         except Exception:
             stack.endMacro()
             stack.undo()  # roll back whatever part was done: the document is as it was

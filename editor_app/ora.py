@@ -1,6 +1,6 @@
 """OpenRaster (.ora) project files: a zip of PNG layers and stack.xml that Krita, GIMP and MyPaint
-open, plus Malleable's own entries under malleable/ (edit mask, point pairs, layer masks, the edit
-parameters of each result layer).
+open, plus Malleable's own entries under malleable/ (edit mask, each layer's point pairs, layer
+masks, the edit parameters of each result layer).
 
 Other programs see each layer with its layer mask already applied to alpha, so the picture looks
 the same everywhere; Malleable keeps the unmasked pixels beside it so nothing is lost on reopening.
@@ -56,6 +56,8 @@ class LayerData:
     opacity: float = 1.0
     mask: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    points: list = field(default_factory=list)  # this layer's (hx, hy, tx, ty) pairs
+    group: str = ""                             # a set of variations it belongs to
 
 
 @dataclass
@@ -64,6 +66,8 @@ class ProjectData:
     height: int
     layers: list[LayerData]          # bottom to top
     edit_mask: np.ndarray | None = None
+    # Pairs for the active layer from a project written before layers kept their own (read only;
+    # written as the active layer's pairs, so an older Malleable still finds them).
     points: list = field(default_factory=list)
     active_index: int | None = None
 
@@ -84,7 +88,9 @@ def write_ora(path, project: ProjectData) -> None:
     meta_layers = []
     for i, layer in enumerate(project.layers):
         src = f"data/layer{i:03d}.png"
-        meta = {"src": src, "metadata": layer.metadata}
+        meta = {"src": src, "metadata": layer.metadata, "points": [list(map(float, p)) for p in layer.points]}
+        if layer.group:
+            meta["group"] = layer.group
         entries.append((src, encode_png(apply_mask(layer.pixels, layer.mask))))
         if layer.mask is not None:
             meta["unmasked"] = f"malleable/layers/layer{i:03d}.png"
@@ -109,7 +115,8 @@ def write_ora(path, project: ProjectData) -> None:
     meta_doc = {
         "format": "malleable", "version": META_VERSION,
         "edit_mask": "malleable/edit_mask.png",
-        "points": [list(map(float, p)) for p in project.points],
+        "points": [list(map(float, p)) for p in (project.layers[project.active_index].points
+                                                 if project.active_index is not None else project.points)],
         "active_layer": project.active_index,
         "layers": meta_layers,  # bottom to top, matching data/layerNNN.png
     }
@@ -246,7 +253,9 @@ def _read(zf: zipfile.ZipFile, name: str) -> ProjectData:
         else:
             pixels = _place(_png(zf, src, what), _int_attr(el, "x", 0), _int_attr(el, "y", 0), w, h)
         md = m.get("metadata")
-        layers.append(LayerData(lname, pixels, visible, opacity, mask, md if isinstance(md, dict) else {}))
+        group = m.get("group") if isinstance(m.get("group"), str) else ""
+        layers.append(LayerData(lname, pixels, visible, opacity, mask, md if isinstance(md, dict) else {},
+                                _points(m.get("points")), group))
     if not layers:
         raise OraError(f"“{name}” has no layers Malleable can show.")
     layers.reverse()  # stack.xml is top first; the document is bottom first
@@ -255,15 +264,22 @@ def _read(zf: zipfile.ZipFile, name: str) -> ProjectData:
     if isinstance(meta.get("edit_mask"), str) and meta["edit_mask"] in zf.namelist():
         # Present but unreadable is damage, and is reported as such.
         edit_mask = _png(zf, meta["edit_mask"], "the edit mask", (w, h), grey=True)
+    active = meta.get("active_layer")
+    active = active if isinstance(active, int) and 0 <= active < len(layers) else None
+    # Projects from before layers kept their own points: the document's pairs go to the active layer.
+    per_layer = any(isinstance(m.get("points"), list) for m in meta_by_src.values())
+    points = [] if per_layer else _points(meta.get("points"))
+    return ProjectData(w, h, layers, edit_mask, points, active)
+
+
+def _points(raw) -> list:
+    """Valid (hx, hy, tx, ty) pairs from JSON; anything else is dropped."""
     points = []
-    raw_points = meta.get("points")
-    for p in raw_points if isinstance(raw_points, list) else []:
+    for p in raw if isinstance(raw, list) else []:
         if (isinstance(p, (list, tuple)) and len(p) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)):
             points.append(tuple(float(v) for v in p))
-    active = meta.get("active_layer")
-    active = active if isinstance(active, int) and 0 <= active < len(layers) else None
-    return ProjectData(w, h, layers, edit_mask, points, active)
+    return points
 
 
 def _read_meta(zf: zipfile.ZipFile) -> dict:

@@ -18,7 +18,8 @@ def is_project(path) -> bool:
 
 
 def document_to_project(doc: Document) -> ProjectData:
-    layers = [LayerData(l.name, l.pixels, l.visible, l.opacity, l.mask, l.metadata) for l in doc.layers]
+    layers = [LayerData(l.name, l.pixels, l.visible, l.opacity, l.mask, l.metadata, list(l.points), l.group)
+              for l in doc.layers]
     active = doc.active_layer
     return ProjectData(doc.width, doc.height, layers, doc.edit_mask_array(), doc.point_pairs(),
                        doc.index_of(active) if active else None)
@@ -35,7 +36,8 @@ def open_into(doc: Document, path) -> None:
     path = Path(path)
     if is_project(path):
         data = read_ora(path)
-        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata) for d in data.layers]
+        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata, tuple(d.points), d.group)
+                  for d in data.layers]
         doc.load_project(data.width, data.height, layers, data.edit_mask, data.points, path,
                          data.active_index)
     else:

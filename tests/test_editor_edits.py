@@ -70,17 +70,21 @@ def test_every_method_runs_from_the_panel_and_undoes(qtbot, win, method, errors)
     assert len(doc.layers) == n_layers
 
 
-def test_drag_moves_points_to_where_handles_ended(qtbot, win):
+def test_drag_result_carries_its_handles_where_they_ended(qtbot, win):
     doc = win.document
     doc.add_point_pair(128, 128, 160, 128)
+    source = doc.active_layer
     panel = _fill(win, "drag")
     with qtbot.waitSignal(win.edit_session.controller.result_ready, timeout=120000) as blocker:
         panel.run_button.click()
     handles = blocker.args[1].info["handles"]
-    hx, hy, tx, ty = doc.point_pairs()[0]
+    result = doc.layers[doc.index_of(source) + 1]
+    hx, hy, tx, ty = doc.point_pairs(result)[0]
     assert (hx, hy) == pytest.approx(tuple(handles[0])) and (tx, ty) == (160, 128)
-    doc.undo_stack.undo()  # one undo: the layer and the moved points
-    assert doc.point_pairs() == [(128, 128, 160, 128)]
+    # The source stays the edit target with its own points: a second try starts from the original.
+    assert doc.active_layer is source and doc.point_pairs() == [(128, 128, 160, 128)]
+    doc.undo_stack.undo()  # one undo: the layer with its points
+    assert result not in doc.layers and doc.point_pairs() == [(128, 128, 160, 128)]
 
 
 def test_gui_stays_responsive_and_cancel_leaves_document_unchanged(qtbot, win):

@@ -5,7 +5,7 @@ import time
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from core.registry import Method, all_methods
@@ -49,6 +49,7 @@ def method_help(m: Method) -> str:
 class EditPanel(QWidget):
     run_requested = Signal(str, dict)   # method name, form values
     cancel_requested = Signal()
+    visible_picture_toggled = Signal(bool)  # edit every visible layer together instead of the selected one
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -73,8 +74,13 @@ class EditPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.stack)
+        self.visible_check = QCheckBox("Edit the visible picture")
+        self.visible_check.setToolTip("Edit what you see, every visible layer together, instead of the layer "
+                                      "selected in the Layers panel. The result goes on top.")
+        self.visible_check.toggled.connect(self.visible_picture_toggled)
         lay.addWidget(self.method_combo)
         lay.addWidget(self.description)
+        lay.addWidget(self.visible_check)
         lay.addWidget(scroll, 1)
 
         buttons = QHBoxLayout()

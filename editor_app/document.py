@@ -268,8 +268,22 @@ class Document(QObject):
         self._set_property(layer_or_id, "name", name.strip() or "Layer", "Rename Layer")
 
     def set_layer_visible(self, layer_or_id, visible: bool) -> None:
-        self._set_property(layer_or_id, "visible", bool(visible),
-                           "Show Layer" if visible else "Hide Layer")
+        """Showing one of a group of variations hides the others (one undo entry): they are
+        alternatives, seen one at a time."""
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        others = [l for l in self._layers if visible and layer.group and l.group == layer.group
+                  and l is not layer and l.visible]
+        if not others:
+            self._set_property(layer, "visible", bool(visible), "Show Layer" if visible else "Hide Layer")
+            return
+        self.undo_stack.beginMacro("Pick Variation")
+        for other in others:
+            self._set_property(other, "visible", False, "Hide Layer")
+        self._set_property(layer, "visible", True, "Show Layer")
+        self.undo_stack.endMacro()
+
+    def set_layer_group(self, layer_or_id, group: str) -> None:
+        self._set_property(layer_or_id, "group", str(group), "Ungroup Layer" if not group else "Group Layer")
 
     def set_layer_opacity(self, layer_or_id, opacity: float) -> None:
         self._set_property(layer_or_id, "opacity", max(0.0, min(1.0, float(opacity))), "Layer Opacity")

@@ -20,8 +20,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import EditRequest, InvalidInput
 from core.registry import get_method
+from widgets import fast_mode
 from widgets.qimage import rgb_to_qimage
 
+from .demo_notice import notice_for
 from .edit_controller import EditController
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class EditSession(QObject):
         self.edit_visible = False
         self._finish_timer: Optional[QTimer] = None
         panel.run_requested.connect(self.run)
+        if hasattr(panel, "variations_requested"):
+            panel.variations_requested.connect(self.run_variations)
         if hasattr(panel, "visible_picture_toggled"):
             panel.visible_picture_toggled.connect(self.set_edit_visible)
         panel.cancel_requested.connect(self.controller.cancel)
@@ -64,12 +68,40 @@ class EditSession(QObject):
         document.layers_changed.connect(self._sync_layer_choices)
         document.reset.connect(self._sync_layer_choices)
         document.reset.connect(lambda: canvas.set_preview(None))  # a preview of the old picture
+        # The demo-on-a-photo notice follows the picture and the model; many changes in a row (an
+        # opacity drag) are read once, when they stop.
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.setInterval(150)
+        self._notice_timer.timeout.connect(self.update_notice)
+        for signal in (document.reset, document.layers_changed, document.active_layer_changed,
+                       document.layer_changed, self.controller.model_spec_changed):
+            signal.connect(lambda *_: self._notice_timer.start())
         self._sync_points()
         self._sync_layer_choices()
+        self.update_notice()
 
     # ---- building a request from the document ----------------------------------------------------
     def set_edit_visible(self, on: bool) -> None:
         self.edit_visible = bool(on)
+        self._notice_timer.start()
+
+    def update_notice(self) -> None:
+        """The Edit panel's notice for the picture an edit would take now, with the model it names."""
+        show = getattr(self.panel, "show_notice", None)
+        if show is None:
+            return
+        layer = self.doc.active_layer
+        if layer is None:
+            picture = None
+        else:
+            picture = self.doc.composite_rgba() if self.edit_visible else layer.pixels
+        try:
+            text = notice_for(self.controller.model_spec.source, picture)
+        except Exception:  # a hint only: never an exception out of a slot
+            log.exception("reading the picture for the demo notice failed")
+            text = None
+        show(text)
 
     def _sync_points(self) -> None:
         pairs = self.doc.point_pairs()
@@ -96,9 +128,11 @@ class EditSession(QObject):
                 inputs[name] = self.doc.layer_pixels(layer)
         return inputs
 
-    def build_request(self, method_name: str, values: dict, origin_extra: Optional[dict] = None) -> EditRequest:
+    def build_request(self, method_name: str, values: dict, origin_extra: Optional[dict] = None,
+                      fast: bool = False) -> EditRequest:
         """The edit of the active layer (its pixels and its points), or of the visible picture when
-        `edit_visible`; the result is routed back by the origin."""
+        `edit_visible`; the result is routed back by the origin. fast: the few-step LCM sampler with
+        its steps and guidance (widgets/fast_mode.py)."""
         if self.doc.is_empty:
             raise InvalidInput("Open an image first (File ▸ Open…).")
         layer = self.doc.active_layer
@@ -108,6 +142,8 @@ class EditSession(QObject):
         values = dict(values)
         if method.uses_points:
             values["points"] = self.doc.point_pairs()
+        if fast:
+            values.update(fast_mode.changes(method))
         params = method.params.from_dict(values)
         mask8 = self.doc.edit_mask_array()
         mask = (mask8.astype(np.float32) / 255.0) if mask8.max() > 0 else None
@@ -123,11 +159,12 @@ class EditSession(QObject):
         if self.edit_visible:
             origin["visible"] = True
         return EditRequest(method.name, pixels, params, mask=mask, model=self.controller.model_spec,
-                           inputs=self._layer_inputs(method, values), origin=origin)
+                           inputs=self._layer_inputs(method, values), origin=origin,
+                           sampler=fast_mode.SAMPLER if fast else "ddim")
 
     def run(self, method_name: str, values: dict):
         try:
-            request = self.build_request(method_name, values)
+            request = self.build_request(method_name, values, fast=getattr(self.panel, "fast", False))
         except InvalidInput as e:
             self.show_error("Cannot run this edit", str(e))
             return None
@@ -136,6 +173,26 @@ class EditSession(QObject):
             label = get_method(request.method).plain_name
             self.status.emit(f"{label} queued: it starts when the running edit ends.")
         return job
+
+    def run_variations(self, method_name: str, values: dict, count: int):
+        """The same edit with `count` seeds (the form's seed, then the next ones); the results land
+        as one group of layers, the first shown, to pick from (editor_app/variations.py)."""
+        method = get_method(method_name)
+        seed = int(values.get("seed", 0) or 0)
+        self.result_counts[method.name] += 1
+        group = f"{method.plain_name} {self.result_counts[method.name]}"
+        fast = getattr(self.panel, "fast", False)
+        try:
+            requests = [self.build_request(method_name, {**values, "seed": seed + k}, fast=fast,
+                                           origin_extra={"variation": {"group": group, "index": k, "of": count,
+                                                                       "seed": seed + k}})
+                        for k in range(count)]
+        except InvalidInput as e:
+            self.show_error("Cannot run this edit", str(e))
+            return []
+        jobs = [self.controller.submit(r, supersede=False) for r in requests]  # a batch: none replaces another
+        self.status.emit(f"{group}: {count} variations queued; they land as a group of layers to pick from.")
+        return jobs
 
     # ---- results ---------------------------------------------------------------------------------
     def _is_current(self, origin) -> bool:
@@ -163,13 +220,21 @@ class EditSession(QObject):
 
     def _land(self, job, result) -> None:
         method = get_method(result.method)
-        self.result_counts[method.name] += 1
-        name = f"{method.plain_name} {self.result_counts[method.name]}"
+        variation = result.origin.get("variation")
+        if variation:  # its number was given when the group was queued
+            group = variation["group"]
+            name = f"{group} · seed {variation['seed']}"
+        else:
+            group = ""
+            self.result_counts[method.name] += 1
+            name = f"{method.plain_name} {self.result_counts[method.name]}"
         if not self._is_current(result.origin):
             self.panel.show_done(f"Done: {name}, for a picture no longer open")
             self.orphan_result.emit(result, name)
             return
-        self._add_result(job.request, result, name)
+        # A group of variations shows one at a time: the first to arrive, until another is picked.
+        visible = not (group and any(layer.group == group for layer in self.doc.layers))
+        self._add_result(job.request, result, name, group, visible)
         self.panel.show_done(f"Done: {name} ({result.seconds:.1f} s)")
         self.status.emit(f"{name} added ({result.seconds:.1f} s)")
 
@@ -258,4 +323,5 @@ class EditSession(QObject):
         return self._finish_timer is not None and self._finish_timer.isActive()
 
     def shutdown(self) -> None:
+        self._notice_timer.stop()
         self.controller.shutdown()

@@ -87,6 +87,8 @@ class MainWindow(QMainWindow):
         ctl.model_loaded.connect(lambda _description: self.settings.save_model_spec(ctl.model_spec))
         panel.visible_check.setChecked(self.settings.edit_visible())
         panel.visible_picture_toggled.connect(self.settings.save_edit_visible)
+        panel.notice_action.connect(self.ask_model)  # "the demo only knows simple shapes": choose a model
+        ctl.model_loaded.connect(lambda _description: panel.set_few_step_model(ctl.loaded.few_step))
         ctl.model_failed.connect(self._on_model_failed)
         ctl.download_progress.connect(self.status.download_progress)
         ctl.device_status.connect(self.status.device_status)

@@ -104,7 +104,18 @@ def write_ora(path, project: ProjectData) -> None:
             "visibility": "visible" if layer.visible else "hidden",
             "composite-op": "svg:src-over",
         })
-        stack.insert(0, el)  # stack.xml lists the top layer first
+        # stack.xml lists the top layer first. Variations of one group (consecutive) go into a
+        # nested stack, which other programs show as a layer group.
+        below = stack[0] if len(stack) else None
+        if layer.group and below is not None and below.tag == "stack" and below.get("name") == layer.group:
+            below.insert(0, el)
+        elif layer.group:
+            group = ET.Element("stack", {"name": layer.group, "visibility": "visible", "opacity": "1",
+                                         "isolation": "auto", "composite-op": "svg:src-over"})
+            group.append(el)
+            stack.insert(0, group)
+        else:
+            stack.insert(0, el)
     image = ET.Element("image", {"version": "0.0.5", "w": str(w), "h": str(h),
                                  "xres": "72", "yres": "72"})
     image.append(stack)

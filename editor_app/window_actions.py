@@ -9,6 +9,8 @@ from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from core.registry import all_methods
 from widgets import dialogs
+
+from . import variations
 from widgets.canvas import Tool
 from widgets.icons import icon
 
@@ -96,6 +98,8 @@ def make_actions(win) -> None:
     A("mask_from_edit", "Add Layer Mask from &Selection",
       lambda: _on_active(d, lambda l: d.set_layer_mask(l, d.edit_mask_array(), "Layer Mask from Selection")))
     A("mask_remove", "Remove Layer Mas&k", lambda: _on_active(d, lambda l: d.set_layer_mask(l, None)))
+    A("variation_keep", "&Keep Only This Variation", lambda: _on_active(d, lambda l: variations.keep_only(d, l)),
+      tip="Keep the selected variation of its group and delete the others")
 
     A("zoom_in", "Zoom &In", c.zoom_in, ["Ctrl++", "Ctrl+="])
     A("zoom_out", "Zoom &Out", c.zoom_out, "Ctrl+-")
@@ -143,7 +147,7 @@ def make_menus(win) -> None:
     selection_actions.make_menu(win, mb)
     m = mb.addMenu("&Layer")
     _add(m, a, ("add_layer", "duplicate_layer", "delete_layer", "rename_layer", None, "raise_layer", "lower_layer",
-                "merge_down", None, "toggle_visible", None, "edit_again", None))
+                "merge_down", None, "toggle_visible", "variation_keep", None, "edit_again", None))
     layer_mask_actions.make_menu(win, m)
     tools = mb.addMenu("&Tools")
     for act in win.tool_group.actions():
@@ -221,6 +225,7 @@ def update_actions(win) -> None:
     a["raise_layer"].setEnabled(0 <= index < n - 1)
     a["lower_layer"].setEnabled(index > 0)
     a["mask_remove"].setEnabled(active is not None and active.mask is not None)
+    a["variation_keep"].setEnabled(bool(active and active.group))
     a["toggle_visible"].setChecked(bool(active and active.visible))
     a["points_delete"].setEnabled(bool(win.canvas.selected_pairs()))
     a["points_clear"].setEnabled(bool(d.point_pairs()))

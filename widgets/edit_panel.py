@@ -10,7 +10,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgr
 
 from core.registry import Method, all_methods
 
+from . import fast_mode
+from .notice_banner import NoticeBanner
 from .param_form import ParamForm
+
+VARIATIONS = 4  # "Run ×4": the same edit with this many seeds
 
 # The order artists meet the methods in; methods not listed follow in registry order.
 PREFERRED_ORDER = ("drag", "pnp", "pix2pix-zero", "style-diffusion", "diffuseit")
@@ -50,6 +54,8 @@ class EditPanel(QWidget):
     run_requested = Signal(str, dict)   # method name, form values
     cancel_requested = Signal()
     visible_picture_toggled = Signal(bool)  # edit every visible layer together instead of the selected one
+    variations_requested = Signal(str, dict, int)  # method name, form values, how many seeds
+    notice_action = Signal()                # the notice's button (the demo on a photo: choose a model)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -78,10 +84,22 @@ class EditPanel(QWidget):
         self.visible_check.setToolTip("Edit what you see, every visible layer together, instead of the layer "
                                       "selected in the Layers panel. The result goes on top.")
         self.visible_check.toggled.connect(self.visible_picture_toggled)
+        self.fast_check = QCheckBox("Fast (LCM)")
+        self.fast_check.setToolTip("The loaded model is a few-step one (LCM or TCD): run this edit in a few "
+                                   "steps with the LCM sampler and a low guidance.")
+        self.fast_note = QLabel()
+        self.fast_note.setWordWrap(True)
+        self.fast_check.toggled.connect(lambda _on: self._show_fast())
+        self._few_step_model = False
+        self.notice = NoticeBanner("Choose a Model…")
+        self.notice.action_requested.connect(self.notice_action)
         lay.addWidget(self.method_combo)
         lay.addWidget(self.description)
         lay.addWidget(self.visible_check)
+        lay.addWidget(self.fast_check)
+        lay.addWidget(self.fast_note)
         lay.addWidget(scroll, 1)
+        lay.addWidget(self.notice)
 
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run")
@@ -90,7 +108,11 @@ class EditPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running edit (Esc)")
         self.cancel_button.setEnabled(False)
+        self.variations_button = QPushButton(f"Run ×{VARIATIONS}")
+        self.variations_button.setToolTip(f"Run the same edit with {VARIATIONS} seeds; the results land as a "
+                                          "group of layers to pick one from")
         buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.variations_button)
         buttons.addWidget(self.cancel_button)
         lay.addLayout(buttons)
         self.stage_label = QLabel("Ready")
@@ -107,6 +129,7 @@ class EditPanel(QWidget):
 
         self.method_combo.currentIndexChanged.connect(self._on_method)
         self.run_button.clicked.connect(self._run)
+        self.variations_button.clicked.connect(self._run_variations)
         self.cancel_button.clicked.connect(self.cancel_requested)
         for seq, slot in (("Ctrl+Return", self._run), ("Ctrl+Enter", self._run), ("Esc", self._cancel_if_busy)):
             QShortcut(QKeySequence(seq), self, activated=slot).setContext(Qt.ShortcutContext.WindowShortcut)
@@ -137,10 +160,40 @@ class EditPanel(QWidget):
         self.stack.setCurrentWidget(self.forms[m.name])
         self.description.setText(method_help(m))
         self.method_combo.setToolTip(method_help(m))
+        self._show_fast()
 
     def _run(self) -> None:
         if self.run_button.isEnabled():
             self.run_requested.emit(self.method.name, self.form.values())
+
+    def _run_variations(self) -> None:
+        if self.variations_button.isEnabled():
+            self.variations_requested.emit(self.method.name, self.form.values(), VARIATIONS)
+
+    # ---- fast (few-step) sampling and the notice -------------------------------------------------
+    def set_few_step_model(self, few_step: bool) -> None:
+        """The loaded model is (not) a few-step one: Fast (LCM) is offered (or not)."""
+        self._few_step_model = bool(few_step)
+        self._show_fast()
+
+    @property
+    def fast(self) -> bool:
+        """Fast (LCM) is chosen and applies to the current method on the loaded model."""
+        return self.fast_check.isChecked() and fast_mode.offered(self.method, self._few_step_model)
+
+    def _show_fast(self) -> None:
+        m = self.method
+        offered = fast_mode.offered(m, self._few_step_model)
+        self.fast_check.setVisible(offered)
+        on = offered and self.fast_check.isChecked()
+        self.fast_note.setText(fast_mode.note(m) if on else "")
+        self.fast_note.setVisible(on)
+        replaced = fast_mode.changes(m) if on else {}
+        for name, editor in self.form.editors.items():  # the fields Fast sets are not the form's to set
+            editor.setEnabled(name not in replaced)
+
+    def show_notice(self, text: str | None) -> None:
+        self.notice.show_text(text)
 
     def _cancel_if_busy(self) -> None:
         if self._busy:

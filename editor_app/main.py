@@ -62,6 +62,10 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .platform_check import check
+
+    if check():  # Qt's xcb plugin would abort with no word of what is missing: say it, exit 2
+        return 2
     app = make_application()
 
     from .main_window import MainWindow

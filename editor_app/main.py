@@ -87,7 +87,11 @@ def main(argv=None) -> int:
     window.show()
     if args.file:
         window.open_path(args.file)
-    return app.exec()
+    code = app.exec()
+    # The window is gone; a model load it left running ends before the interpreter does (from the
+    # interpreter's exit on, the loaders' thread pools refuse work and the load would fail noisily).
+    window.edit_session.controller.runner.shutdown(wait=True)
+    return code
 
 
 if __name__ == "__main__":

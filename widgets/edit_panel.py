@@ -6,7 +6,7 @@ import time
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
-                               QStackedWidget, QVBoxLayout, QWidget)
+                               QSizePolicy, QStackedWidget, QVBoxLayout, QWidget)
 
 from core.registry import Method, all_methods
 
@@ -39,15 +39,16 @@ def ordered_methods() -> list[Method]:
     return sorted(methods, key=lambda m: rank.get(m.name, len(rank)))
 
 
-def method_title(m: Method) -> str:
-    """'Restyle — keep the layout, change the look': plain words; the paper is in the tooltip."""
-    return f"{m.plain_name} — {m.purpose}" if m.purpose else m.plain_name
+def method_purpose(m: Method) -> str:
+    """'Keep the layout, change the look.': the line under the method's plain name."""
+    return f"{m.purpose[:1].upper()}{m.purpose[1:]}." if m.purpose else ""
 
 
 def method_help(m: Method) -> str:
-    paper = f"{m.paper}. " if m.paper else ""
+    """The method's help text; the paper it implements is named there, not in its plain name."""
+    paper = f" ({m.paper})" if m.paper and m.paper not in m.description else ""
     needs = f"  Needs: {', '.join(m.needs)}." if m.needs else ""
-    return f"{paper}{m.description}{needs}"
+    return f"{m.description}{paper}{needs}"
 
 
 class EditPanel(QWidget):
@@ -62,16 +63,19 @@ class EditPanel(QWidget):
         self.methods = ordered_methods()
         lay = QVBoxLayout(self)
         self.method_combo = QComboBox()
-        # The titles are sentences: the closed box may cut one short, its list shows them whole.
-        self.method_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.method_combo.setMinimumContentsLength(16)
+        self.purpose = QLabel()
+        self.purpose.setWordWrap(True)
+        self.purpose.setObjectName("methodPurpose")
+        font = self.purpose.font()
+        font.setBold(True)
+        self.purpose.setFont(font)
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setObjectName("methodDescription")
         self.forms: dict[str, ParamForm] = {}
         self.stack = QStackedWidget()
         for m in self.methods:
-            self.method_combo.addItem(method_title(m), m.name)
+            self.method_combo.addItem(m.plain_name, m.name)
             self.method_combo.setItemData(self.method_combo.count() - 1, method_help(m), Qt.ItemDataRole.ToolTipRole)
             form = ParamForm(m.params)
             self.forms[m.name] = form
@@ -79,7 +83,12 @@ class EditPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.stack)
+        # Everything between the method and the Run button scrolls: the form keeps its room in a
+        # small dock.
+        body = QWidget()
+        body_lay = QVBoxLayout(body)
+        body_lay.setContentsMargins(0, 0, 0, 0)
+        scroll.setWidget(body)
         self.visible_check = QCheckBox("Edit the visible picture")
         self.visible_check.setToolTip("Edit what you see, every visible layer together, instead of the layer "
                                       "selected in the Layers panel. The result goes on top.")
@@ -94,10 +103,10 @@ class EditPanel(QWidget):
         self.notice = NoticeBanner("Choose a Model…")
         self.notice.action_requested.connect(self.notice_action)
         lay.addWidget(self.method_combo)
-        lay.addWidget(self.description)
-        lay.addWidget(self.visible_check)
-        lay.addWidget(self.fast_check)
-        lay.addWidget(self.fast_note)
+        lay.addWidget(self.purpose)
+        for w in (self.description, self.visible_check, self.fast_check, self.fast_note, self.stack):
+            body_lay.addWidget(w)
+        body_lay.addStretch(1)
         lay.addWidget(scroll, 1)
         lay.addWidget(self.notice)
 
@@ -157,7 +166,15 @@ class EditPanel(QWidget):
 
     def _on_method(self, index: int) -> None:
         m = self.methods[index]
+        # The stack takes the size of the form shown, not of the widest one (which made every form
+        # wider than the dock, cut off on the right).
+        for form in self.forms.values():
+            policy = QSizePolicy.Policy.Preferred if form is self.forms[m.name] else QSizePolicy.Policy.Ignored
+            form.setSizePolicy(policy, policy)
         self.stack.setCurrentWidget(self.forms[m.name])
+        self.stack.adjustSize()
+        self.purpose.setText(method_purpose(m))
+        self.purpose.setVisible(bool(self.purpose.text()))
         self.description.setText(method_help(m))
         self.method_combo.setToolTip(method_help(m))
         self._show_fast()

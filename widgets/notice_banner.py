@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 STYLE = ("QFrame#notice { background: #4a3b12; border: 1px solid #b08d2a; border-radius: 4px; }"
          "QFrame#notice QLabel { color: #f3e3b0; }")
@@ -20,10 +20,13 @@ class NoticeBanner(QFrame):
         self.label.setWordWrap(True)
         self.button = QPushButton(action_text)
         self.button.clicked.connect(self.action_requested)
-        lay = QHBoxLayout(self)
+        lay = QVBoxLayout(self)  # the sentence the whole width, the button under it: a narrow dock fits it
         lay.setContentsMargins(8, 6, 8, 6)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(self.button)
+        lay.addWidget(self.label)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.button)
+        lay.addLayout(row)
         self.hide()
 
     def show_text(self, text: str | None) -> None:

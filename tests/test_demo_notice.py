@@ -9,13 +9,10 @@ from PIL import Image, ImageFilter
 
 from core import ModelSpec
 from editor_app.demo_notice import FLAT_MIN, NOTICE, scene_stats
-from editor_app.main_window import MainWindow
-from editor_app.settings import AppSettings
 from resources import resource_path
-from tests.editor_helpers import write_png
+from tests.editor_helpers import open_window, write_png
 from tests.fake_engine import FakeEngine
 from tools.shapesworld import sample_scene
-from widgets import dialogs
 
 
 def photo_like(w=320, h=240, seed=0) -> np.ndarray:
@@ -51,11 +48,7 @@ def test_a_photo_like_picture_does_not():
 
 @pytest.fixture
 def win(qtbot, errors, monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    engine = FakeEngine()
-    w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
-    qtbot.addWidget(w)
-    w.show()
+    w = open_window(qtbot, monkeypatch, engine=FakeEngine())
     yield w
     w.edit_session.controller.runner.shutdown(wait=True, timeout=30)
 

@@ -13,26 +13,16 @@ import pytest
 from PySide6.QtGui import QImage
 
 from core import ModelSpec
-from editor_app.main_window import MainWindow
 from editor_app.ora import META_ENTRY
-from editor_app.settings import AppSettings
-from tests.editor_helpers import sample_rgba, write_png
+from tests.editor_helpers import open_window, sample_rgba, write_png
 from tests.fake_engine import FakeEngine
-from widgets import dialogs
 from widgets.qimage import rgb_to_qimage
 
 
 @pytest.fixture
 def win(qtbot, tmp_path, errors, monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    engine = FakeEngine(broken_sources={"broken/model"})
-    w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
-    qtbot.addWidget(w)
-    w.show()
-    rgba = sample_rgba(64, 48)
-    rgba[..., 3] = 255
-    assert w.open_path(write_png(tmp_path / "photo.png", rgba))
-    w.engine = engine
+    w = open_window(qtbot, monkeypatch, engine=FakeEngine(broken_sources={"broken/model"}))
+    assert w.open_path(write_png(tmp_path / "photo.png", opaque(0)))
     yield w
     w.edit_session.controller.runner.shutdown(wait=True, timeout=30)
 

@@ -7,22 +7,15 @@ import numpy as np
 import pytest
 
 from core import ModelSpec
-from editor_app.main_window import MainWindow
-from editor_app.settings import AppSettings
-from tests.editor_helpers import sample_rgba, write_png
+from tests.editor_helpers import open_window, sample_rgba, write_png
 from tests.fake_engine import FakeEngine
-from widgets import dialogs, fast_mode
+from widgets import fast_mode
 
 
 @pytest.fixture
 def win(qtbot, tmp_path, errors, monkeypatch):
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    engine = FakeEngine(few_step_sources={"lcm/model"})
-    w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
-    qtbot.addWidget(w)
-    w.show()
+    w = open_window(qtbot, monkeypatch, engine=FakeEngine(few_step_sources={"lcm/model"}))
     assert w.open_path(write_png(tmp_path / "photo.png", sample_rgba(64, 48)))
-    w.engine = engine
     yield w
     w.edit_session.controller.runner.shutdown(wait=True, timeout=30)
 

@@ -42,38 +42,41 @@ BUDGET_DISTANCE = 0.1   # drag_steps buys a drag of this share of the picture's 
 @dataclass(frozen=True, kw_only=True)
 class DragParams(MethodParams):
     points: tuple = param((), "Handle and target pairs (handle x, y, target x, y) in image pixels: each "
-                              "handle is moved to its target.", kind="points", required=True)
+                              "handle is moved to its target.", kind="points", required=True, label="Points")
     prompt: str = param("", "What the image shows (optional): the LoRA, the inversion and the denoising "
-                            "all use it.", kind="text")
+                            "all use it.", kind="text", label="Picture shows")
     lora_steps: int = param(80, "Identity LoRA training steps (0 = no LoRA). Trained once per image, "
-                                "prompt and LoRA settings, then reused.", min=0, max=2000, advanced=True)
-    lora_rank: int = param(16, "Rank of the identity LoRA.", min=1, max=256, advanced=True)
+                                "prompt and LoRA settings, then reused.", min=0, max=2000, advanced=True,
+                            label="Likeness training steps")
+    lora_rank: int = param(16, "Rank of the identity LoRA.", min=1, max=256, advanced=True, label="Likeness detail")
     lora_lr: float = param(5e-4, "Learning rate of the identity LoRA (AdamW).", min=1e-7, max=1e-1,
-                           advanced=True)
+                           advanced=True, label="Likeness learning rate")
     drag_steps: int = param(40, "Motion-supervision steps for a drag of a tenth of the picture's longer side; "
                                 "a longer drag gets proportionally more. Stops earlier when every handle "
-                                "has arrived.", min=0, max=2000)
+                                "has arrived.", min=0, max=2000, label="Drag strength")
     drag_timesteps: float = param(0.2, "Share of the denoising steps over which drag steps and denoising "
                                        "steps alternate (GoodDrag: 7 of 38); the budget is spread evenly "
-                                       "over them.", min=0.01, max=1.0, advanced=True)
+                                       "over them.", min=0.01, max=1.0, advanced=True, label="Drag spread over")
     track_every: int = param(3, "Motion-supervision steps between two point trackings (GoodDrag: 3).",
-                             min=1, max=50, advanced=True)
+                             min=1, max=50, advanced=True, label="Steps between trackings")
     inversion_strength: float = param(0.7, "How far the image is inverted before dragging (0.7: step 35 "
                                            "of 50). Higher moves more and keeps less.", min=0.02, max=1.0,
-                                      advanced=True)
+                                      advanced=True, label="Freedom to change")
     latent_lr: float = param(0.02, "Learning rate of the latent optimisation (Adam; GoodDrag's 0.02, with its "
                              "information-preserving supervision against each handle's original features).",
-                             min=1e-5, max=1.0, advanced=True)
+                             min=1e-5, max=1.0, advanced=True, label="Drag step size")
     lam: float = param(0.1, "Weight of keeping the latent outside the mask unchanged (only with a mask).",
-                       min=0.0, max=100.0, advanced=True)
+                       min=0.0, max=100.0, advanced=True, label="Keep outside the mask")
     r_m: float = param(4.0, "Motion-supervision patch radius in SD 1.5 feature-grid units (half-resolution "
                             "pixels; 4 = one latent cell), scaled by this model's latent cell (GoodDrag: 4).",
-                       min=0, max=64, advanced=True)
+                       min=0, max=64, advanced=True, label="Grab radius")
     r_p: float = param(12.0, "Point-tracking search radius in SD 1.5 feature-grid units, scaled by this "
-                             "model's latent cell (GoodDrag: 12).", min=1, max=128, advanced=True)
+                             "model's latent cell (GoodDrag: 12).", min=1, max=128, advanced=True,
+                       label="Tracking radius")
     motion_step: float = param(4.0, "Longest step ahead of the handle that motion supervision pulls toward, "
                                     "in SD 1.5 feature-grid units, scaled by this model's latent cell "
-                                    "(GoodDrag: 4; DragDiffusion: 1).", min=0.1, max=64, advanced=True)
+                                    "(GoodDrag: 4; DragDiffusion: 1).", min=0.1, max=64, advanced=True,
+                               label="Pull per step")
     steps: int = param(50, "DDIM steps of the whole schedule (inversion and denoising run part of it).",
                        min=2, max=1000)
 
@@ -222,7 +225,8 @@ def run(ctx: EditContext, p: DragParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="drag", label="Drag", params=DragParams, run=run,
+    name="drag", label="Drag — move a point of the picture to a new place (DragDiffusion)",
+    params=DragParams, run=run,
     stages=("lora", "invert", "drag", "denoise"), uses_points=True,
     description="Drag points of the picture to new places (DragDiffusion with GoodDrag's alternating drag "
                 "and denoising): paint a mask to keep the rest still. The first drag of an image trains a "

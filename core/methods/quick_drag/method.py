@@ -24,7 +24,6 @@ from ...points import check_point_pairs, grid_to_input, points_to_grid
 from ...previews import latent_preview
 from ...registry import Method, register
 from ...sampling import invert_cached, keep_outside, keep_outside_trajectory
-from ...schedule import DDIMSchedule
 from ...unet_calls import vae_decode
 from .source_kv import SourceKV, denoise_with_source_kv
 from .warp import disc_around_mask, disc_around_points, displacement_field, plan_warp
@@ -44,6 +43,10 @@ class QuickDragParams(MethodParams):
                                            "70% of the schedule is re-drawn). Higher blends the moved part "
                                            "in better and keeps less detail.", min=0.1, max=1.0,
                                       advanced=True)
+    anchor: float = param(0.5, "Share of the denoising steps during which the moved content follows the "
+                               "source's own trajectory, warped: higher keeps its shape and place more "
+                               "firmly, lower lets the model blend it in more.", min=0.0, max=1.0,
+                          advanced=True)
     region_margin: float = param(1.0, "Without a mask: how far the moving region reaches beyond the points, "
                                       "in lengths of the longest drag.", min=0.1, max=10.0, advanced=True)
     source_attention: bool = param(True, "Denoise with the source picture's self-attention keys and values, "
@@ -119,13 +122,30 @@ def source_kv_store(ctx: EditContext, p: QuickDragParams, start: int) -> SourceK
     return store
 
 
+def anchored(plan, traj, until: int, then=None):
+    """An `after_step` that, for denoising steps before `until`, puts the cells that received moved
+    content back on the source's trajectory, warped (the next inverted latent, moved the same way),
+    then applies `then` (keeping the outside of the mask on the source). The warp alone can lose a
+    small part on a coarse latent: the first steps re-draw it from its surroundings, which no longer
+    match; anchoring it for a while fixes its shape and place and leaves the later steps to blend it
+    in. The holes are never anchored: the model draws what the moved part uncovered."""
+    moved = plan.moved.to(traj.latents.device)
+
+    def after_step(x_prev: torch.Tensor, i: int) -> torch.Tensor:
+        if i + 1 < until:
+            x_prev = torch.where(moved, plan.move(traj.at(i + 1)).to(x_prev), x_prev)
+        return then(x_prev, i) if then is not None else x_prev
+
+    return after_step
+
+
 # ---- the method --------------------------------------------------------------------------------
 
 def run(ctx: EditContext, p: QuickDragParams) -> MethodOutput:
     model = ctx.model
     mask = ctx.latent_mask()
     plan, disc, handles, targets, field = plan_drag(ctx, p, mask)  # bad points fail before any pass
-    schedule = DDIMSchedule(model.scheduler_config, p.steps)
+    schedule = ctx.schedule(p.steps)
     start = schedule.index_for_strength(p.inversion_strength)
     cond = model.encode_text(p.prompt)
     traj = invert_cached(ctx, schedule, p.prompt, stop_index=start)
@@ -144,8 +164,10 @@ def run(ctx: EditContext, p: QuickDragParams) -> MethodOutput:
 
         store = source_kv_store(ctx, p, start) if p.source_attention else None
         recorded_before = len(store) if store is not None else 0
-        latent = denoise_with_source_kv(model, schedule, start, warped, traj, cond, store,
-                                        keep_outside_trajectory(mask, traj), ctx.reporter)
+        after_step = anchored(plan, traj, start + round(p.anchor * (schedule.steps - start)),
+                              keep_outside_trajectory(mask, traj))
+        latent = denoise_with_source_kv(model, schedule, start, warped, traj, cond, store, after_step,
+                                        ctx.reporter)
         image = vae_decode(model, latent)
 
     grid = latent_grid(ctx)

@@ -17,6 +17,7 @@ import torch
 
 from ...attention import attention_hooks
 from ...events import Reporter
+from ...layer_maps import layer_map
 from ...models import DiffusionModel
 from ...reference_attention import ReferenceAttention, reference_blocks
 from ...sampling import Trajectory, denoise
@@ -65,7 +66,7 @@ def denoise_with_source_kv(model: DiffusionModel, schedule: DDIMSchedule, start:
     if store is None:
         return denoise(model, schedule, edited, lambda x, i, t: unet_forward(model, x, t, cond), reporter,
                        start_index=start, stage="denoise", after_step=after_step)
-    hook = SourceKVHook(reference_blocks(model.unet), store)
+    hook = SourceKVHook(reference_blocks(model.unet, layer_map(model)), store)
     cond2 = cond.expand(2, -1, -1)
 
     def predict(x: torch.Tensor, i: int, t: int) -> torch.Tensor:

@@ -112,13 +112,15 @@ class WarpPlan:
     def holes(self) -> torch.Tensor:
         return (self.source < 0).view(self.hw)
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Warp [B,C,h,w] and fill its holes. Cells nobody reaches on any side keep their value."""
+    def move(self, x: torch.Tensor) -> torch.Tensor:
+        """Warp [B,C,h,w] without filling: holes keep x's own value."""
         flat = x.reshape(x.shape[0], x.shape[1], -1)
         out = flat[..., self.source.clamp_min(0)].reshape(x.shape)
-        holes = self.holes
-        out = torch.where(holes, x, out)
-        return fill_holes(out, holes)
+        return torch.where(self.holes, x, out)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Warp [B,C,h,w] and fill its holes. Cells nobody reaches on any side keep their value."""
+        return fill_holes(self.move(x), self.holes)
 
 
 def plan_warp(field: torch.Tensor, movable: torch.Tensor | None = None) -> WarpPlan:

@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import EditRequest, InvalidInput
 from core.registry import get_method
-from widgets.qimage import rgb_to_qimage
+from widgets.qimage import rgb_to_qimage, rgba_to_qimage
 
 from .edit_controller import EditController
 
@@ -30,6 +30,7 @@ LAYER_PREFIX = "Layer: "  # path fields may name a document layer instead of a f
 # runner's thread finishes on its own (the process exits when it does).
 FINISH_TIMEOUT_S = 15.0
 FINISH_POLL_MS = 50
+LIVE_KEY = "live-drag"  # the runner key of live edits: the newest position supersedes the running one
 
 
 def short_label(label: str) -> str:
@@ -59,6 +60,9 @@ class EditSession(QObject):
         self.controller.progress.connect(self._on_progress)
         self.controller.result_ready.connect(self._on_result)
         self.controller.failed.connect(self._on_failed)
+        canvas.point_moving.connect(self._on_point_moving)
+        canvas.point_drag_finished.connect(self._on_point_released)
+        self._live_dragging = False
         document.points_changed.connect(self._sync_points)
         document.layers_changed.connect(self._sync_layer_choices)
         document.reset.connect(self._sync_layer_choices)
@@ -92,7 +96,9 @@ class EditSession(QObject):
                 inputs[name] = self.doc.layer_pixels(layer)
         return inputs
 
-    def build_request(self, method_name: str, values: dict) -> EditRequest:
+    def build_request(self, method_name: str, values: dict, points=None, live: bool = False) -> EditRequest:
+        """`points`: the pairs to use instead of the document's (a point still being dragged);
+        `live`: the result is a preview, never a layer (its origin says so)."""
         if self.doc.is_empty:
             raise InvalidInput("Open an image first (File ▸ Open…).")
         layer = self.doc.active_layer
@@ -101,7 +107,7 @@ class EditSession(QObject):
         method = get_method(method_name)
         values = dict(values)
         if method.uses_points:
-            values["points"] = self.doc.point_pairs()
+            values["points"] = self.doc.point_pairs() if points is None else list(points)
         params = method.params.from_dict(values)
         mask8 = self.doc.edit_mask_array()
         mask = (mask8.astype(np.float32) / 255.0) if mask8.max() > 0 else None
@@ -110,7 +116,7 @@ class EditSession(QObject):
             raise InvalidInput(f"Layer “{layer.name}” is empty: select a layer with a picture on it.")
         return EditRequest(method.name, pixels, params, mask=mask, model=self.controller.model_spec,
                            inputs=self._layer_inputs(method, values),
-                           origin={"document": self.doc.identity, "layer": layer.id})
+                           origin={"document": self.doc.identity, "layer": layer.id, **({"live": True} if live else {})})
 
     def run(self, method_name: str, values: dict):
         try:
@@ -124,6 +130,38 @@ class EditSession(QObject):
             self.status.emit(f"{label} queued: it starts when the running edit ends.")
         return job
 
+    # ---- live editing ----------------------------------------------------------------------------
+    def _on_point_moving(self, index: int, end: str, x: float, y: float) -> None:
+        """With Live on, every new position of a dragged target re-runs the edit at once: the request
+        supersedes the running one at its next step, and its first preview (the warp, before any
+        denoising pass) shows on the canvas."""
+        if not self.panel.live or end != "target":
+            return
+        pairs = list(self.doc.point_pairs())
+        if not 0 <= index < len(pairs):
+            return
+        hx, hy, _, _ = pairs[index]
+        pairs[index] = (hx, hy, x, y)
+        try:
+            request = self.build_request(self.panel.method.name, self.panel.form.values(), points=pairs, live=True)
+        except InvalidInput:
+            return  # e.g. the target passes over its handle: that position is skipped, the next one runs
+        self._live_dragging = True
+        self.controller.submit_live(request, LIVE_KEY)
+
+    def _on_point_released(self, index: int, end: str) -> None:
+        """Letting go of a live-dragged point runs the final edit with the points the document now
+        holds; it supersedes the last preview run and lands as one layer."""
+        if not self._live_dragging:
+            return
+        self._live_dragging = False
+        try:
+            request = self.build_request(self.panel.method.name, self.panel.form.values())
+        except InvalidInput as e:
+            self.show_error("Cannot run this edit", str(e))
+            return
+        self.controller.submit_live(request, LIVE_KEY)
+
     # ---- results ---------------------------------------------------------------------------------
     def _is_current(self, origin) -> bool:
         return origin.get("document") == self.doc.identity
@@ -135,6 +173,8 @@ class EditSession(QObject):
 
     def _on_progress(self, job, ev) -> None:
         self.panel.show_progress(ev)
+        if job.origin.get("live") and ev.message == "reused":
+            return  # a cache's look at the source picture: while dragging it would only flicker
         if ev.preview is not None and self._is_current(job.origin):
             self.canvas.set_preview(rgb_to_qimage(ev.preview))
 
@@ -148,6 +188,13 @@ class EditSession(QObject):
             self.show_error("Could not add the result", f"The edit finished but its result could not be added: {e}")
 
     def _land(self, job, result) -> None:
+        if result.origin.get("live"):
+            # A live run that finished before the next position superseded it: its picture is the
+            # best preview there is until the point is let go; it never becomes a layer.
+            if self._is_current(result.origin):
+                self.canvas.set_preview(rgba_to_qimage(np.asarray(result.image.convert("RGBA"))))
+            self.panel.show_done(f"Live: {result.seconds:.1f} s")
+            return
         method = get_method(result.method)
         self.result_counts[method.name] += 1
         name = f"{short_label(method.label)} {self.result_counts[method.name]}"

@@ -144,6 +144,11 @@ def anchored(plan, traj, until: int, then=None):
 def run(ctx: EditContext, p: QuickDragParams) -> MethodOutput:
     model = ctx.model
     mask = ctx.latent_mask()
+    if mask is not None:
+        # Every latent cell with any editable pixel is editable, fully: blending a soft edge back
+        # toward the source after every step would fade a small moved part step by step. The
+        # engine's pixel composite still keeps everything outside the painted mask exact.
+        mask = (mask > 0).to(mask.dtype)
     plan, disc, handles, targets, field = plan_drag(ctx, p, mask)  # bad points fail before any pass
     schedule = ctx.schedule(p.steps)
     start = schedule.index_for_strength(p.inversion_strength)

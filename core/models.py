@@ -625,6 +625,7 @@ class ModelManager:
         self._lock = threading.Lock()
         self._key: Optional[tuple] = None
         self._model: Optional[DiffusionModel] = None
+        self.loads = 0  # weights actually loaded (not reused): batch workers report it per row
 
     def get(self, spec: ModelSpec, progress=None) -> DiffusionModel:
         device = pick_device(spec.device)
@@ -637,6 +638,7 @@ class ModelManager:
                     torch.cuda.empty_cache()
                 self._model = load_model(spec, progress)
                 self._key = key
+                self.loads += 1
             return self._model
 
     @property

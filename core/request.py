@@ -48,6 +48,17 @@ def _as_mask(mask: Optional[MaskLike], size: tuple[int, int]) -> Optional[np.nda
     return arr
 
 
+def check_sampler(method, sampler: str) -> None:
+    """The sampler exists and holds up with the method (also checked by a batch before it runs)."""
+    from .schedule import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        raise InvalidInput(f"Unknown sampler '{sampler}': use {', '.join(SAMPLERS)}.")
+    if sampler not in method.samplers:
+        raise InvalidInput(f"{method.label} does not hold up with the few-step {sampler.upper()} sampler: "
+                           f"use {' or '.join(method.samplers)} for it.")
+
+
 @dataclass(frozen=True, eq=False)
 class EditRequest:
     """One edit. `params` may be given as a dict (validated into the method's dataclass here), the
@@ -67,14 +78,8 @@ class EditRequest:
     def __post_init__(self) -> None:
         from .registry import get_method
 
-        from .schedule import SAMPLERS
-
         method = get_method(self.method)
-        if self.sampler not in SAMPLERS:
-            raise InvalidInput(f"Unknown sampler '{self.sampler}': use {', '.join(SAMPLERS)}.")
-        if self.sampler not in method.samplers:
-            raise InvalidInput(f"{method.label} does not hold up with the few-step {self.sampler.upper()} sampler: "
-                               f"use {' or '.join(method.samplers)} for it.")
+        check_sampler(method, self.sampler)
         params = self.params
         if isinstance(params, Mapping):
             params = method.params.from_dict(dict(params))
@@ -157,6 +162,20 @@ class EditResult:
         if pixels:
             out["image"] = _png_b64(self.image)
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping, origin: Optional[Mapping] = None) -> "EditResult":
+        """The inverse of to_dict(pixels=True) (a result coming back from another process);
+        `origin` replaces the serialised one with the caller's own mapping."""
+        try:
+            image = Image.open(io.BytesIO(base64.b64decode(data["image"])))
+            image.load()
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise InvalidInput(f"Not a serialised edit result ({type(e).__name__}: {e}).") from None
+        return cls(image, data["method"], data["model"], _frozen_mapping(data.get("params")),
+                   float(data.get("seconds", 0.0)), _frozen_mapping(data.get("stages")),
+                   _frozen_mapping(data.get("info")), _frozen_mapping(data.get("passes")),
+                   _frozen_mapping(data.get("origin") if origin is None else origin), data.get("family", ""))
 
 
 # ---- pixels in JSON ---------------------------------------------------------------------------------

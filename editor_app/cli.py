@@ -2,10 +2,12 @@
 calls the same engine.
 
     malleable-edit METHOD INPUT -o OUTPUT [options]
+    malleable-edit batch METHOD INPUT_DIR -o OUTPUT_DIR [options]
     malleable-edit methods [--json]
     malleable-edit download REPO_ID [--revision REV] [--dry-run]
 
-Exit codes: 0 ok, 2 invalid input or usage, 3 model unavailable, 4 out of memory, 130 interrupted.
+Exit codes: 0 ok, 1 a batch in which some images failed (see OUTPUT_DIR/manifest.jsonl), 2 invalid
+input or usage, 3 model unavailable, 4 out of memory, 130 interrupted.
 On any failure: one line on stderr and no output file."""
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", required=True, help="Where to write the edited image (.png, .jpg, .webp).")
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """Which model (and LoRAs, sampler), on which device: shared by single edits and batches."""
     p.add_argument("--model", default="demo",
                    help="'demo' (built in), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
                         "a diffusers folder or a .safetensors checkpoint. Default: demo.")
@@ -54,11 +56,24 @@ def _common_options(p: argparse.ArgumentParser) -> None:
                    help="Fit a smaller GPU: text encoders on the CPU between uses, UNet activations recomputed in "
                         "backward passes, VAE in tiles; slower.")
     p.add_argument("--revision", default="", help="Pin a Hugging Face download to a branch, tag or commit.")
-    p.add_argument("--mask", help="Mask image of the input's size: white = editable.")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps. Default: auto.")
     p.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16. Default: auto.")
     p.add_argument("--allow-pickle", action="store_true",
                    help="Allow loading pickle checkpoints (.ckpt/.bin), which can run code. Only for trusted files.")
+
+
+def model_spec(args):
+    """The ModelSpec the model options ask for."""
+    from core import ModelSpec
+
+    return ModelSpec(args.model, args.device, args.precision, args.allow_pickle, args.family, args.prediction,
+                     args.vae, tuple(args.lora), args.low_vram, args.revision)
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="Where to write the edited image (.png, .jpg, .webp).")
+    _model_options(p)
+    p.add_argument("--mask", help="Mask image of the input's size: white = editable.")
     p.add_argument("--previews", metavar="DIR", help="Write the streamed previews as numbered PNGs into DIR.")
     p.add_argument("--json", action="store_true", help="Print one JSON object describing the run on stdout.")
     p.add_argument("--quiet", action="store_true", help="No progress bar.")
@@ -155,7 +170,7 @@ def run_through_runner(request, on_progress):
 
 
 def run_edit(argv: list[str]) -> int:
-    from core import EditRequest, ModelSpec
+    from core import EditRequest
     from core.images import check_output_path, load_image, save_atomic
     from core.params import from_namespace
     from core.registry import get_method
@@ -171,9 +186,7 @@ def run_edit(argv: list[str]) -> int:
     preview_dir = Path(args.previews) if args.previews else None
     if preview_dir:
         preview_dir.mkdir(parents=True, exist_ok=True)
-    spec = ModelSpec(args.model, args.device, args.precision, args.allow_pickle, args.family, args.prediction,
-                     args.vae, tuple(args.lora), args.low_vram, args.revision)
-    request = EditRequest(method.name, image, params, mask=args.mask, model=spec, sampler=args.sampler)
+    request = EditRequest(method.name, image, params, mask=args.mask, model=model_spec(args), sampler=args.sampler)
     result = run_through_runner(request, ProgressPrinter(args.quiet, preview_dir))
     save_atomic(result.image, out)
     if args.json:
@@ -219,6 +232,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             return list_methods("--json" in argv[1:])
         if argv[0] == "download":
             return download(argv[1:])
+        if argv[0] == "batch":
+            from .cli_batch import run_batch
+
+            return run_batch(argv[1:])
         return run_edit(argv)
     except UsageError as e:
         return _fail(f"{e} (see malleable-edit {argv[0]} --help)", EXIT_USAGE)

@@ -109,6 +109,20 @@ class MaskPatchCommand(QUndoCommand):
         self.doc._put_mask_patch(self.rect, self.before)
 
 
+class LayerMaskPatchCommand(QUndoCommand):
+    """A rectangle of one layer's mask before and after (a brush stroke on the mask)."""
+
+    def __init__(self, doc, layer_id, rect, before, after, text):
+        super().__init__(text)
+        self.doc, self.layer_id, self.rect, self.before, self.after = doc, layer_id, rect, before, after
+
+    def redo(self):
+        self.doc._put_layer_mask_patch(self.layer_id, self.rect, self.after)
+
+    def undo(self):
+        self.doc._put_layer_mask_patch(self.layer_id, self.rect, self.before)
+
+
 class SetPointsCommand(QUndoCommand):
     def __init__(self, doc, old, new, text):
         super().__init__(text)

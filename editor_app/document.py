@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QRect, Signal
 from PySide6.QtGui import QUndoStack
 
 from widgets.canvas_items import HANDLE
-from widgets.compositing import composite_qimage, composite_rgba
+from widgets.compositing import apply_mask, composite_qimage, composite_rgba
 from widgets.qimage import qimage_to_rgba
 
 from . import commands
@@ -63,6 +63,9 @@ class Document(QObject):
     layer_changed = Signal(int)       # one layer's pixels, mask, name, visibility or opacity
     active_layer_changed = Signal(int)
     edit_mask_changed = Signal(QRect)  # the dirty region in image pixels
+    # A brush stroke on a layer's mask, live: the region each dab changed (views patch just that).
+    # The layer's revision and layer_changed follow once, when the stroke ends.
+    layer_mask_stroked = Signal(int, QRect)
     points_changed = Signal()
     file_changed = Signal()           # path or modified state (the window title)
 
@@ -247,11 +250,32 @@ class Document(QObject):
     def set_layer_opacity(self, layer_or_id, opacity: float) -> None:
         self._set_property(layer_or_id, "opacity", max(0.0, min(1.0, float(opacity))), "Layer Opacity")
 
-    def set_layer_mask(self, layer_or_id, mask: np.ndarray | None) -> None:
+    def set_layer_mask(self, layer_or_id, mask: np.ndarray | None, text: str | None = None) -> None:
         layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
         new = None if mask is None else self._checked_mask(mask)
-        text = "Remove Layer Mask" if new is None else "Set Layer Mask"
+        text = text or ("Remove Layer Mask" if new is None else "Set Layer Mask")
         self.undo_stack.push(commands.SetLayerMaskCommand(self, layer.id, layer.mask, new, text))
+
+    def add_layer_mask(self, layer_or_id, mask: np.ndarray | None = None) -> None:
+        """A layer mask that shows everything (or `mask`, e.g. the selection)."""
+        full = np.full((self._height, self._width), 255, np.uint8)
+        self.set_layer_mask(layer_or_id, full if mask is None else mask, "Add Layer Mask")
+
+    def invert_layer_mask(self, layer_or_id) -> None:
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        if layer.mask is not None:
+            self.set_layer_mask(layer, 255 - layer.mask, "Invert Layer Mask")
+
+    def apply_layer_mask(self, layer_or_id) -> None:
+        """Bake the mask into the layer's alpha and drop it: the picture looks the same, one undo entry."""
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        if layer.mask is None:
+            return
+        self.undo_stack.beginMacro("Apply Layer Mask")
+        self.undo_stack.push(commands.SetLayerPropertyCommand(self, layer.id, "pixels", layer.pixels,
+                                                              apply_mask(layer.pixels, layer.mask), "Apply Layer Mask"))
+        self.undo_stack.push(commands.SetLayerMaskCommand(self, layer.id, layer.mask, None, "Apply Layer Mask"))
+        self.undo_stack.endMacro()
 
     def merge_down(self, layer_or_id) -> None:
         upper = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
@@ -277,23 +301,33 @@ class Document(QObject):
             raise ValueError(f"mask is {mask.shape}, the document is {(self._height, self._width)}")
         return mask.copy()
 
-    # ----------------------------------------------------------------- edit mask (undoable)
-    def set_edit_mask(self, mask: np.ndarray, text: str = "Set Edit Mask") -> None:
+    # ----------------------------------------------------------------- edit mask = selection (undoable)
+    def set_edit_mask(self, mask: np.ndarray, text: str = "Set Edit Mask") -> bool:
+        """Replace the edit mask, which is the selection: one undo entry holding only the rectangle
+        that changed, and none when nothing did. True when it changed."""
         new = self._checked_mask(mask)
-        full = (0, 0, self._width, self._height)
-        self.undo_stack.push(commands.MaskPatchCommand(self, full, self._edit_mask.copy(), new, text))
+        changed = new != self._edit_mask
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        if not rows.size:
+            return False
+        x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+        self.undo_stack.push(commands.MaskPatchCommand(self, (x0, y0, x1 - x0, y1 - y0),
+                                                       self._edit_mask[y0:y1, x0:x1].copy(),
+                                                       new[y0:y1, x0:x1].copy(), text))
+        return True
 
     def fill_edit_mask(self) -> None:
-        self.set_edit_mask(np.full((self._height, self._width), 255, np.uint8), "Fill Edit Mask")
+        self.set_edit_mask(np.full((self._height, self._width), 255, np.uint8), "Select All")
 
     def clear_edit_mask(self) -> None:
-        self.set_edit_mask(np.zeros((self._height, self._width), np.uint8), "Clear Edit Mask")
+        self.set_edit_mask(np.zeros((self._height, self._width), np.uint8), "Deselect")
 
     def invert_edit_mask(self) -> None:
-        self.set_edit_mask(255 - self._edit_mask, "Invert Edit Mask")
+        self.set_edit_mask(255 - self._edit_mask, "Invert Selection")
 
-    def begin_mask_stroke(self, erase: bool = False) -> "MaskStroke":
-        return MaskStroke(self, erase)
+    def begin_mask_stroke(self, erase: bool = False, layer=None) -> "MaskStroke":
+        """A brush (or eraser) stroke on the edit mask, or on `layer`'s own mask when given."""
+        return MaskStroke(self, erase, None if layer is None else layer.id)
 
     # ----------------------------------------------------------------- points (undoable)
     def add_point_pair(self, hx: float, hy: float, tx: float, ty: float) -> None:
@@ -362,18 +396,36 @@ class Document(QObject):
         self._edit_mask[y:y + h, x:x + w] = patch
         self.edit_mask_changed.emit(QRect(x, y, w, h))
 
+    def _put_layer_mask_patch(self, layer_id: int, rect, patch: np.ndarray) -> None:
+        x, y, w, h = rect
+        layer = self.layer_by_id(layer_id)
+        layer.mask[y:y + h, x:x + w] = patch
+        layer.revision += 1
+        self.layer_changed.emit(layer_id)
+
     def _set_points(self, pairs) -> None:
         self._points = list(pairs)
         self.points_changed.emit()
 
 
 class MaskStroke:
-    """One brush or eraser stroke on the edit mask: painted live, recorded as one undo entry."""
+    """One brush or eraser stroke on the edit mask (the selection) or on a layer's mask: painted
+    live, recorded as one undo entry. Painting a layer that has no mask gives it one (all shown)."""
 
-    def __init__(self, doc: Document, erase: bool):
+    def __init__(self, doc: Document, erase: bool, layer_id: int | None = None):
         self._doc = doc
         self._erase = erase
-        self._before = doc._edit_mask.copy()
+        self._layer_id = layer_id
+        self._added_mask = False
+        if layer_id is None:
+            self._mask = doc._edit_mask
+        else:
+            layer = doc.layer_by_id(layer_id)
+            if layer.mask is None:
+                layer.mask = np.full((doc.height, doc.width), 255, np.uint8)  # live; recorded at finish
+                self._added_mask = True
+            self._mask = layer.mask
+        self._before = self._mask.copy()
         self._box: list[int] | None = None  # x0, y0, x1, y1 touched so far
         self._last: tuple[float, float] | None = None
 
@@ -393,7 +445,7 @@ class MaskStroke:
 
     def _dab(self, cx, cy, radius, hardness) -> None:
         doc = self._doc
-        mask = doc._edit_mask
+        mask = self._mask
         h, w = mask.shape
         x0, y0 = max(0, int(math.floor(cx - radius))), max(0, int(math.floor(cy - radius)))
         x1, y1 = min(w, int(math.ceil(cx + radius)) + 1), min(h, int(math.ceil(cy + radius)) + 1)
@@ -417,17 +469,36 @@ class MaskStroke:
         else:
             b = self._box
             self._box = [min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
-        doc.edit_mask_changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
+        if self._layer_id is None:
+            doc.edit_mask_changed.emit(QRect(x0, y0, x1 - x0, y1 - y0))
+        else:
+            doc.layer_mask_stroked.emit(self._layer_id, QRect(x0, y0, x1 - x0, y1 - y0))
 
     def finish(self) -> None:
+        doc = self._doc
         if self._box is None:
+            if self._added_mask:
+                doc._set_layer_attr(self._layer_id, "mask", None)  # views may have seen it live
             return
         x0, y0, x1, y1 = self._box
         rect = (x0, y0, x1 - x0, y1 - y0)
-        after = self._doc._edit_mask[y0:y1, x0:x1].copy()
+        after = self._mask[y0:y1, x0:x1].copy()
         before = self._before[y0:y1, x0:x1].copy()
         self._box = None
-        if np.array_equal(before, after):
+        unchanged = np.array_equal(before, after)
+        if self._layer_id is None:
+            if not unchanged:
+                text = "Erase Mask Stroke" if self._erase else "Brush Mask Stroke"
+                doc.undo_stack.push(commands.MaskPatchCommand(doc, rect, before, after, text))
             return
-        text = "Erase Mask Stroke" if self._erase else "Brush Mask Stroke"
-        self._doc.undo_stack.push(commands.MaskPatchCommand(self._doc, rect, before, after, text))
+        layer = doc.layer_by_id(self._layer_id)
+        text = "Hide with Layer Mask" if self._erase else "Reveal with Layer Mask"
+        if self._added_mask:
+            # The mask this stroke made: before it there was none, and undo takes it away again.
+            layer.mask = None
+            if not unchanged:
+                doc.undo_stack.push(commands.SetLayerMaskCommand(doc, layer.id, None, self._mask.copy(), text))
+            else:
+                doc._set_layer_attr(layer.id, "mask", None)
+        elif not unchanged:
+            doc.undo_stack.push(commands.LayerMaskPatchCommand(doc, layer.id, rect, before, after, text))

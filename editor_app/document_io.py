@@ -4,15 +4,18 @@ drag-and-drop, and an edit result whose picture is no longer open. File problems
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import InvalidInput
 from core.formats import IMAGE_EXTENSIONS, PROJECT_EXTENSION
-from widgets import dialogs
+from widgets import dialogs, export_dialog
+from widgets.export_dialog import ExportOptions, export_formats
 
 from . import project_files
+from .export import ExportError, export_document
 from .ora import OraError
 
 FILE_ERRORS = (OraError, InvalidInput)
@@ -24,6 +27,8 @@ class DocumentFiles:
         self.win = window
         self.doc = window.document
         self.settings = window.settings
+        self._last_export: tuple[str, ExportOptions] | None = None  # (document identity, options)
+        self._export_settings = ExportOptions()  # the last ones used, for the next picture's dialog
 
     # ---- messages --------------------------------------------------------------------------------
     def error(self, title: str, message: str) -> None:
@@ -136,21 +141,42 @@ class DocumentFiles:
         return True
 
     def export(self) -> bool:
+        """File ▸ Export…: the dialog (the last settings for this picture, else the last ones used
+        with a file named after it), then the file."""
         d = self.doc
-        base = (d.file_path or d.source_path or Path("Untitled")).stem
-        path = dialogs.ask_save_path(self.win, str(Path(self.settings.last_dir()) / f"{base}.png"),
-                                     dialogs.EXPORT_FILTER, "Export Flattened Image")
-        if not path:
-            return False
-        if Path(path).suffix.lower() not in project_files.EXPORT_FORMATS:
-            path += ".png"
+        options = export_dialog.ask_export_options(self.win, self._export_defaults(),
+                                                   [(l.id, l.name) for l in reversed(d.layers)],
+                                                   bool(d.edit_mask_view().any()))
+        return options is not None and self.export_with(options)
+
+    def export_again(self) -> bool:
+        """The last export of this picture again, same file and settings; the dialog if there was none."""
+        last = self._last_export
+        if last is None or last[0] != self.doc.identity:
+            return self.export()
+        return self.export_with(last[1])
+
+    def export_with(self, options: ExportOptions) -> bool:
         try:
-            project_files.export_flattened(d, path)
-        except (OraError, OSError) as exc:
+            path = export_document(self.doc, options)
+        except ExportError as exc:
             self.error("Could not export", str(exc))
             return False
-        self._status(f"Exported {Path(path).name}")
+        self._last_export = (self.doc.identity, options)
+        self._export_settings = options
+        self._status(f"Exported {path.name}  (Export Again: Ctrl+Shift+E)")
         return True
+
+    def _export_defaults(self) -> ExportOptions:
+        d = self.doc
+        if self._last_export is not None and self._last_export[0] == d.identity:
+            return self._last_export[1]
+        base = (d.file_path or d.source_path or Path("Untitled")).stem
+        ext = export_formats()[self._export_settings.format][0]
+        path = Path(self.settings.last_dir()) / f"{base}{ext}"
+        if d.source_path is not None and path.resolve() == Path(d.source_path).resolve():
+            path = path.with_name(f"{base}-edited{ext}")  # never suggest writing over the picture opened
+        return replace(self._export_settings, path=str(path), layer_id=None, selection_only=False)
 
     def close_document(self) -> bool:
         if not self.maybe_keep_changes():

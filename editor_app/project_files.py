@@ -1,22 +1,16 @@
-"""Between the document and files on disk: projects (.ora), plain pictures and flattened exports."""
+"""Between the document and files on disk: projects (.ora) and plain pictures (exports: export.py)."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from core.errors import InvalidInput
-from core.files import atomic_write
 from core.formats import PROJECT_EXTENSION
 from core.images import load_rgba
 
 from .document import Document, Layer
-from .ora import LayerData, OraError, ProjectData, read_ora, write_ora
-
-# What a flattened export can be written as (the formats with the alpha and quality an artist expects).
-EXPORT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+from .ora import LayerData, ProjectData, read_ora, write_ora
 
 
 def is_project(path) -> bool:
@@ -57,28 +51,3 @@ def read_picture(path) -> np.ndarray:
         raise InvalidInput(f"“{path.name}” is a folder, not a picture.")
     return load_rgba(path)
 
-
-def export_flattened(doc: Document, path) -> None:
-    path = Path(path)
-    fmt = EXPORT_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise OraError(f"Cannot export to “{path.suffix}”: use .png, .jpg or .webp.")
-    rgba = doc.composite_rgba()
-    img = Image.fromarray(rgba)
-    if fmt == "JPEG":  # no alpha in JPEG: flatten onto white as a printed page would be
-        bg = Image.new("RGB", img.size, (255, 255, 255))
-        bg.paste(img, mask=img.getchannel("A"))
-        img = bg
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-    if fmt == "WEBP" and not np.any(rgba[..., 3] < 255):
-        img = img.convert("RGB")
-
-    def write(fh):
-        buf = io.BytesIO()
-        img.save(buf, format=fmt, **options)
-        fh.write(buf.getvalue())
-
-    try:
-        atomic_write(path, write)
-    except OSError as exc:
-        raise OraError(f"Could not export “{path.name}”: {exc.strerror or exc}.") from None

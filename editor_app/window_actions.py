@@ -11,6 +11,8 @@ from widgets import dialogs
 from widgets.canvas import Tool
 from widgets.icons import icon
 
+from . import compare_actions, layer_mask_actions, result_actions, selection_actions
+
 
 def _action(win, key, text, slot=None, shortcut=None, icon_name=None, checkable=False, tip=None) -> QAction:
     a = QAction(text, win)
@@ -64,7 +66,8 @@ def make_actions(win) -> None:
     A("add_layer", "&Add Image as Layer…", files.ask_add_layers, "Ctrl+Shift+O", "layer-add")
     A("save", "&Save", files.save, K.Save)
     A("save_as", "Save &As…", files.save_as, "Ctrl+Shift+S")
-    A("export", "&Export Flattened Image…", files.export, "Ctrl+E")
+    A("export", "&Export…", files.export, "Ctrl+E", tip="Export the picture, a layer or the selection as PNG, JPEG, WebP or TIFF")
+    A("export_again", "Export A&gain", files.export_again, "Ctrl+Shift+E", tip="Export again to the same file with the same settings")
     A("close", "&Close", files.close_document, K.Close)
     A("quit", "&Quit", win.close, K.Quit)
 
@@ -73,9 +76,11 @@ def make_actions(win) -> None:
     redo = d.undo_stack.createRedoAction(win, "&Redo")
     redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
     win.actions_by_key.update(undo=undo, redo=redo)
-    A("mask_fill", "&Fill Edit Mask", d.fill_edit_mask, None, "mask-fill", tip="Make the whole picture editable")
-    A("mask_clear", "C&lear Edit Mask", d.clear_edit_mask, "Ctrl+Shift+X", "mask-clear")
-    A("mask_invert", "&Invert Edit Mask", d.invert_edit_mask, "Ctrl+I", "mask-invert")
+    # The selection is the edit mask: what an edit may change.
+    A("mask_fill", "Select &All", d.fill_edit_mask, "Ctrl+A", "mask-fill", tip="Select the whole picture")
+    A("mask_clear", "&Deselect", d.clear_edit_mask, ["Ctrl+Shift+A", "Ctrl+Shift+X"], "mask-clear",
+      tip="Select nothing (an edit then changes the whole layer)")
+    A("mask_invert", "&Invert Selection", d.invert_edit_mask, "Ctrl+I", "mask-invert")
     A("points_delete", "&Delete Selected Points", c.delete_selected_points, K.Delete)
     A("points_clear", "Clear All &Points", d.clear_point_pairs, None, "points-clear")
 
@@ -87,8 +92,8 @@ def make_actions(win) -> None:
     A("merge_down", "&Merge Down", lambda: _on_active(d, d.merge_down), "Ctrl+Shift+M", "merge-down")
     A("toggle_visible", "&Show Layer", lambda: _on_active(d, lambda l: d.set_layer_visible(l, not l.visible)),
       None, checkable=True)
-    A("mask_from_edit", "Add Layer Mask from &Edit Mask",
-      lambda: _on_active(d, lambda l: d.set_layer_mask(l, d.edit_mask_array())))
+    A("mask_from_edit", "Add Layer Mask from &Selection",
+      lambda: _on_active(d, lambda l: d.set_layer_mask(l, d.edit_mask_array(), "Layer Mask from Selection")))
     A("mask_remove", "Remove Layer Mas&k", lambda: _on_active(d, lambda l: d.set_layer_mask(l, None)))
 
     A("zoom_in", "Zoom &In", c.zoom_in, ["Ctrl++", "Ctrl+="])
@@ -111,6 +116,8 @@ def make_actions(win) -> None:
     A("about", "&About Malleable", lambda: dialogs.show_about(win))
     A("model", "&Model…", win.ask_model, tip="Choose the diffusion model, device and precision")
     A("getting_models", "Getting Stable Diffusion…", win.show_model_help)
+    for part in (selection_actions, layer_mask_actions, compare_actions, result_actions):
+        part.make_actions(win)
 
 
 def _add(menu, actions, keys) -> None:
@@ -125,19 +132,20 @@ def make_menus(win) -> None:
     m = mb.addMenu("&File")
     m.addAction(a["open"])
     win.recent_menu = m.addMenu("Open &Recent")
-    _add(m, a, ("add_layer", None, "save", "save_as", "export", None, "model", None, "close", "quit"))
+    _add(m, a, ("add_layer", None, "save", "save_as", "export", "export_again", None, "model", None, "close", "quit"))
     m = mb.addMenu("&Edit")
-    _add(m, a, ("undo", "redo", None, "mask_fill", "mask_clear", "mask_invert", None, "points_delete",
-                "points_clear", None))
+    _add(m, a, ("undo", "redo", None, "points_delete", "points_clear", None))
     tools = m.addMenu("&Tools")
     for act in win.tool_group.actions():
         tools.addAction(act)
     _add(tools, a, (None, "brush_bigger", "brush_smaller"))
+    selection_actions.make_menu(win, mb)
     m = mb.addMenu("&Layer")
     _add(m, a, ("add_layer", "duplicate_layer", "delete_layer", "rename_layer", None, "raise_layer", "lower_layer",
-                "merge_down", None, "toggle_visible", None, "mask_from_edit", "mask_remove"))
+                "merge_down", None, "toggle_visible", None, "edit_again", None))
+    layer_mask_actions.make_menu(win, m)
     win.view_menu = m = mb.addMenu("&View")
-    _add(m, a, ("zoom_in", "zoom_out", "fit", "actual", None, "show_mask", None))
+    _add(m, a, ("zoom_in", "zoom_out", "fit", "actual", None, "show_mask", "compare_split", None))
     for dock in (win.layers_dock, win.edit_dock, win.history_dock):
         m.addAction(dock.toggleViewAction())
     _add(mb.addMenu("&Help"), a, ("getting_models", "about"))
@@ -155,21 +163,23 @@ def make_tool_bars(win) -> None:
     bar = win.addToolBar("Tool Options")
     bar.setObjectName("ToolOptionsToolBar")
     bar.setMovable(False)
-    bar.addWidget(QLabel(" Size "))
+    shown = [bar.addWidget(QLabel(" Size "))]
     win.size_slider = QLabeledSlider(Qt.Orientation.Horizontal)
     win.size_slider.setRange(1, 500)
     win.size_slider.setFixedWidth(170)
     win.size_slider.setToolTip("Brush diameter in image pixels  ([ and ])")
-    bar.addWidget(win.size_slider)
-    bar.addWidget(QLabel("  Hardness "))
+    shown.append(bar.addWidget(win.size_slider))
+    shown.append(bar.addWidget(QLabel("  Hardness ")))
     win.hardness_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
     win.hardness_slider.setRange(0.0, 1.0)
     win.hardness_slider.setDecimals(2)
     win.hardness_slider.setFixedWidth(150)
     win.hardness_slider.setToolTip("1 = hard edge, 0 = soft edge")
-    bar.addWidget(win.hardness_slider)
+    shown.append(bar.addWidget(win.hardness_slider))
+    win.brush_option_actions = shown  # hidden while a tool without a brush is active
     bar.addSeparator()
     _add(bar, a, ("mask_fill", "mask_invert", "mask_clear", None, "points_clear", None, "fit", "actual"))
+    selection_actions.add_tool_options(win, bar)
     show_brush(win, canvas.brush_size, canvas.brush_hardness)
     win.size_slider.valueChanged.connect(lambda v: canvas.set_brush(size=v))
     win.hardness_slider.valueChanged.connect(lambda v: canvas.set_brush(hardness=v))
@@ -194,8 +204,8 @@ def update_actions(win) -> None:
     active = d.active_layer
     index = d.index_of(active) if active else -1
     n = len(d.layers)
-    for k in ("add_layer", "save", "save_as", "export", "close", "mask_fill", "mask_clear", "mask_invert",
-              "zoom_in", "zoom_out", "fit", "actual"):
+    for k in ("add_layer", "save", "save_as", "export", "export_again", "close", "mask_fill", "mask_clear",
+              "mask_invert", "zoom_in", "zoom_out", "fit", "actual"):
         a[k].setEnabled(has)
     for k in ("duplicate_layer", "rename_layer", "toggle_visible", "mask_from_edit"):
         a[k].setEnabled(active is not None)
@@ -207,3 +217,5 @@ def update_actions(win) -> None:
     a["toggle_visible"].setChecked(bool(active and active.visible))
     a["points_delete"].setEnabled(bool(win.canvas.selected_pairs()))
     a["points_clear"].setEnabled(bool(d.point_pairs()))
+    for part in (selection_actions, layer_mask_actions, compare_actions, result_actions):
+        part.update_actions(win)

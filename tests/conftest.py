@@ -37,3 +37,17 @@ def errors(monkeypatch):
     shown = []
     monkeypatch.setattr(dialogs, "show_error", lambda parent, title, msg: shown.append((title, msg)))
     return shown
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole session, shut down at its end. num_cpus=4 on 2 cores:
+    the actors take one logical CPU each and Ray Data's own tasks need some left, else they starve
+    and the job hangs (seen with num_cpus=2)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -21,6 +21,22 @@ def write_png(path, rgba) -> str:
     return str(path)
 
 
+def open_window(qtbot, monkeypatch, size=(1000, 700)):
+    """The main window as the tests drive it: shown, remembering nothing, and a modified document
+    never stops it closing with a prompt (pytest-qt closes it after the test)."""
+    from editor_app.main_window import MainWindow
+    from editor_app.settings import AppSettings
+    from widgets import dialogs
+
+    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
+    w = MainWindow(AppSettings.in_memory(), probe_device=False)
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
 def mouse(view, kind: str, pos: QPointF, button=Qt.MouseButton.LeftButton, modifiers=Qt.KeyboardModifier.NoModifier):
     vp = view.viewport()
     etype = {"press": QEvent.Type.MouseButtonPress, "move": QEvent.Type.MouseMove,

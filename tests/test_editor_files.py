@@ -10,7 +10,9 @@ from PIL import Image
 from core.errors import InvalidInput
 from editor_app.document import Document
 from editor_app.ora import OraError, read_ora
-from editor_app.project_files import export_flattened, open_into, read_picture, save_project
+from editor_app.export import ExportError, export_document
+from editor_app.project_files import open_into, read_picture, save_project
+from widgets.export_dialog import ExportOptions
 from tests.editor_helpers import sample_rgba, write_png
 
 
@@ -244,10 +246,10 @@ def test_bad_malleable_metadata_is_ignored_not_fatal(tmp_path, rich_doc):
 
 def test_export_flattened(tmp_path, rich_doc):
     for name in ("out.png", "out.jpg", "out.webp"):
-        export_flattened(rich_doc, tmp_path / name)
+        export_document(rich_doc, ExportOptions().with_path(tmp_path / name))
         with Image.open(tmp_path / name) as img:
             assert img.size == (64, 48)
     png = np.asarray(Image.open(tmp_path / "out.png"))
     assert np.array_equal(png, rich_doc.composite_rgba())
-    with pytest.raises(OraError):
-        export_flattened(rich_doc, tmp_path / "out.gif")
+    with pytest.raises(ExportError):
+        export_document(rich_doc, ExportOptions(path=str(tmp_path / "out.gif")))

@@ -13,21 +13,14 @@ from editor_app.main_window import MainWindow
 from editor_app.settings import AppSettings
 from widgets import dialogs
 from widgets.canvas import Tool
-from tests.editor_helpers import click_image, drag_image, mouse, sample_rgba, write_png
+from tests.editor_helpers import click_image, drag_image, mouse, open_window, sample_rgba, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def window(qtbot, monkeypatch):
-    # pytest-qt closes the window after the test: a modified document must not block it with a prompt.
-    monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    w = MainWindow(AppSettings.in_memory(), probe_device=False)
-    qtbot.addWidget(w)
-    w.resize(1000, 700)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
+    return open_window(qtbot, monkeypatch)
 
 
 def undo_redo_round(doc, check_after, check_before):
@@ -290,7 +283,7 @@ def test_dropping_files_opens_then_adds_layers(window, tmp_path):
 
 def test_window_structure(window):
     titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert titles == ["File", "Edit", "Layer", "View", "Help"]
+    assert titles == ["File", "Edit", "Select", "Layer", "View", "Help"]
     assert window.edit_dock.widget() is window.edit_panel
     shortcuts = {k: window.actions_by_key[k].shortcut().toString() for k in
                  ("open", "save", "save_as", "export", "tool_brush", "tool_eraser", "tool_points", "tool_hand",

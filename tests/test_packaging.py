@@ -17,6 +17,7 @@ def test_spec_names_entry_script_and_resources():
     assert '"malleable_entry.py"' in text and (ROOT / "packaging" / "malleable_entry.py").is_file()
     assert '(ROOT / "resources").rglob("*")' in text  # the whole resources/ tree, as data
     assert '"torchvision"' in text  # excluded: not used, and large
+    assert '"ray"' in text  # the cluster extra never goes into the installer
     assert 'name="malleable"' in text and '"malleable-edit.cmd"' in text and 'symlink_to("malleable")' in text
     for needed in ("models/demo/model_index.json", "samples/shapes.png", "icons/malleable-256.png",
                    "configs/stable-diffusion-v1-5/model_index.json", "sentences", "tokenizer"):

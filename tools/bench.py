@@ -8,6 +8,7 @@ cost of one UNet (and VAE) pass of that batch size — with the ratio of measure
     python -m tools.bench --methods pnp,drag --out tools/bench_results/h100-2026-11-23.json
     python -m tools.bench --family sdxl   # SDXL (or sd2) architecture from the shipped configs, 1024 px
     python -m tools.bench --low-vram      # the same with low-VRAM mode: compare peak_gpu_gb
+    python -m tools.bench --batch         # a folder batch: local vs a process per image vs Ray actors
 
 Prints one JSON object. Benchmarks are not tests: nothing here asserts a time."""
 from __future__ import annotations
@@ -196,6 +197,10 @@ def provide_random_aux(model) -> None:
 
 
 def main(argv=None) -> dict:
+    if "--batch" in (sys.argv[1:] if argv is None else argv):  # folder batches: tools/bench_batch.py
+        from tools.bench_batch import main as bench_batch
+
+        return bench_batch(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="The demo model on the CPU with reduced steps.")
     ap.add_argument("--quick", action="store_true",

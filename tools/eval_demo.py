@@ -32,52 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.shapesworld import COLOURS, POSITIONS, SHAPES, ShapeSpec, draw_shape, dominant_colour, sample_scene, shape_mask
+from evaluation.reading import (FG_DISTANCE, background_image, classify_shape, foreground,  # noqa: F401
+                                grow, ink_mask, nearest_position)
+from evaluation.shapesworld import dominant_colour, sample_scene
 
 EVAL_SEED = 424242
 VAE_SEED = 515151
-FG_DISTANCE = 40.0
-
-
-def background_image(scene, px: int = 64) -> np.ndarray:
-    bg = np.array(COLOURS[scene.background], np.float32)
-    arr = np.empty((px, px, 3), np.float32)
-    arr[:] = bg
-    if scene.two_tone:
-        arr[px // 2:] = bg * 0.8 + 20
-    return arr.round().clip(0, 255)
-
-
-def foreground(rgb: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    return np.sqrt(((rgb.astype(np.float32) - bg) ** 2).sum(-1)) > FG_DISTANCE
-
-
-def ink_mask(spec: ShapeSpec, centre, px: int, bg: np.ndarray) -> np.ndarray:
-    """Where a shape like `spec` (its fill, size and colour) drawn at `centre` puts ink."""
-    img = Image.fromarray(bg.astype(np.uint8))
-    s = ShapeSpec(spec.shape, spec.colour, spec.fill, spec.size, spec.position, centre, spec.radius)
-    draw_shape(img, s, bg)
-    return np.abs(np.asarray(img, np.float32) - bg).sum(-1) > 0
-
-
-def nearest_position(xy) -> str:
-    return min(POSITIONS, key=lambda p: (POSITIONS[p][0] * 64 - xy[0]) ** 2 + (POSITIONS[p][1] * 64 - xy[1]) ** 2)
-
-
-def classify_shape(fg: np.ndarray, spec: ShapeSpec, bg: np.ndarray) -> tuple[str, dict]:
-    ys, xs = np.nonzero(fg)
-    centre = (float(xs.mean()), float(ys.mean()))
-    ious = {}
-    for shape in SHAPES:
-        ink = ink_mask(ShapeSpec(shape, spec.colour, spec.fill, spec.size, spec.position, centre, spec.radius),
-                       centre, fg.shape[0], bg)
-        ious[shape] = float((ink & fg).sum() / max((ink | fg).sum(), 1))
-    return max(ious, key=ious.get), ious
-
-
-def grow(mask: np.ndarray, px: int) -> np.ndarray:
-    t = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (torch.nn.functional.max_pool2d(t, 2 * px + 1, 1, px)[0, 0] > 0).numpy()
 
 
 def analyse(rgb: np.ndarray, scene) -> dict:

@@ -32,42 +32,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tools.eval_demo import background_image, classify_shape, foreground, generate, grow
-from tools.shapesworld import COLOURS, dominant_colour, sample_scene
+from evaluation.reading import Reading, background_image, foreground, grow, read, shift  # noqa: F401
+from evaluation.shapesworld import dominant_colour, sample_scene
+from tools.eval_demo import generate
 
 PX = 64
-
-
-@dataclass
-class Reading:
-    """What an image shows, read against a scene's background."""
-
-    fg: np.ndarray
-    centroid: Optional[tuple[float, float]]
-    colour: Optional[str]
-    shape: Optional[str]
-    fill_ratio: float  # share of the shape's (eroded) interior that is ink: ~1 filled, low outlined
-
-
-def read(rgb: np.ndarray, scene, bg: Optional[np.ndarray] = None) -> Reading:
-    spec = scene.shapes[0]
-    bg = background_image(scene, rgb.shape[0]) if bg is None else bg
-    fg = foreground(rgb, bg)
-    if fg.sum() < 4:
-        return Reading(fg, None, None, None, 0.0)
-    ys, xs = np.nonzero(fg)
-    region = fg & grow(scene.masks[0], 3)
-    colour = dominant_colour(rgb, region if region.sum() >= 4 else fg, bg)
-    shape, _ = classify_shape(fg, spec, bg)
-    inner = ~grow(~scene.masks[0], max(2, int(spec.radius * 0.35)))
-    fill_ratio = float(fg[inner].mean()) if inner.sum() else 0.0
-    return Reading(fg, (float(xs.mean()), float(ys.mean())), colour, shape, fill_ratio)
-
-
-def shift(a: Reading, b: Reading) -> float:
-    if a.centroid is None or b.centroid is None:
-        return float("inf")
-    return float(np.hypot(a.centroid[0] - b.centroid[0], a.centroid[1] - b.centroid[1]))
 
 
 @dataclass
@@ -177,7 +146,7 @@ def _drag_long_params(f, scene, seed, work):
 def _drag_judge(a, b, rgb_in, rgb_out, scene):
     moved = (b.centroid[0] - a.centroid[0]) if (a.centroid and b.centroid) else 0.0
     spec = scene.shapes[0]
-    from tools.eval_demo import ink_mask  # the shape where it should land, to leave out of "the rest"
+    from evaluation.reading import ink_mask  # the shape where it should land, to leave out of "the rest"
     bg = background_image(scene)
     landed = ink_mask(spec, (spec.centre[0] + DRAG_DX, spec.centre[1]), PX, bg)
     rest = ~grow(scene.masks[0] | landed, 3)

@@ -13,9 +13,11 @@ from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView
 
 from .canvas_items import (HANDLE, HANDLE_COLOR, TARGET, TARGET_COLOR, BrushCursorItem, CompositeItem,
                            EditMaskOverlayItem, HandlePointItem, PointArrowItem, PreviewItem)
+from .selection_tools import SELECTION_TOOLS, MarchingAntsItem, SelectionToolHandler
 from .theme import CANVAS_BACKGROUND
 
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
+_SHAPE_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape, Qt.Key.Key_Backspace, Qt.Key.Key_Delete)
 ZOOM_STEP = 1.25
 
 
@@ -24,6 +26,12 @@ class Tool(enum.Enum):
     ERASER = "eraser"
     POINTS = "points"
     HAND = "hand"
+    # The selection tools (widgets/selection_tools.py): they select into the edit mask.
+    SELECT_RECT = "select_rect"
+    SELECT_ELLIPSE = "select_ellipse"
+    LASSO = "lasso"
+    POLYGON = "polygon"
+    WAND = "wand"
 
 
 class CanvasView(QGraphicsView):
@@ -58,8 +66,13 @@ class CanvasView(QGraphicsView):
         self.preview_item = PreviewItem(document)
         self.mask_item = EditMaskOverlayItem(document)
         self.brush_cursor = BrushCursorItem()
-        for item in (self.composite_item, self.preview_item, self.mask_item, self.brush_cursor):
+        self.ants = MarchingAntsItem(document)
+        self.selection_tool = SelectionToolHandler(self)
+        for item in (self.composite_item, self.preview_item, self.mask_item, self.ants,
+                     self.selection_tool.outline, self.brush_cursor):
             self._scene.addItem(item)
+        # Brush and eraser paint the edit mask (the selection), or the active layer's own mask.
+        self.paint_layer_mask = False
         self._point_items: list[tuple[HandlePointItem, HandlePointItem, PointArrowItem]] = []
         self._pending_item: HandlePointItem | None = None
 
@@ -76,6 +89,7 @@ class CanvasView(QGraphicsView):
         document.reset.connect(self._on_reset)
         document.layers_changed.connect(self.composite_item.invalidate)
         document.layer_changed.connect(lambda _id: self.composite_item.invalidate())
+        document.layer_mask_stroked.connect(self.composite_item.refresh_region)
         document.edit_mask_changed.connect(lambda r: self.mask_item.refresh(r.x(), r.y(), r.width(), r.height()))
         document.points_changed.connect(self._rebuild_points)
         self._on_reset()
@@ -83,6 +97,7 @@ class CanvasView(QGraphicsView):
     # ----------------------------------------------------------------- document changes
     def _on_reset(self):
         self._stroke = None
+        self.selection_tool.cancel()
         self._drag = None
         self._selected.clear()
         self.cancel_pending_point()
@@ -219,6 +234,7 @@ class CanvasView(QGraphicsView):
             self._tool = tool
             if tool != Tool.POINTS:
                 self.cancel_pending_point()
+            self.selection_tool.cancel()
             self._update_cursor()
             self.tool_changed.emit(tool)
 
@@ -249,7 +265,7 @@ class CanvasView(QGraphicsView):
             shape = Qt.CursorShape.ClosedHandCursor
         elif self._space_held or self._tool == Tool.HAND:
             shape = Qt.CursorShape.OpenHandCursor
-        elif self._tool in (Tool.BRUSH, Tool.ERASER):
+        elif self._tool in (Tool.BRUSH, Tool.ERASER) or self._tool.value in SELECTION_TOOLS:
             shape = Qt.CursorShape.CrossCursor
         else:
             shape = Qt.CursorShape.PointingHandCursor
@@ -348,11 +364,14 @@ class CanvasView(QGraphicsView):
             event.accept()
             return
         if self._tool in (Tool.BRUSH, Tool.ERASER):
-            self._stroke = self._doc.begin_mask_stroke(erase=self._tool == Tool.ERASER)
+            layer = self._doc.active_layer if self.paint_layer_mask else None
+            self._stroke = self._doc.begin_mask_stroke(erase=self._tool == Tool.ERASER, layer=layer)
             p = self.map_to_image(vpos)
             self._stroke.stroke_to(p.x(), p.y(), self._brush_size, self._brush_hardness)
         elif self._tool == Tool.POINTS:
             self._points_press(vpos, event)
+        elif self._tool.value in SELECTION_TOOLS:
+            self.selection_tool.press(self._tool.value, self.map_to_image(vpos), event.modifiers())
         event.accept()
 
     def mouseMoveEvent(self, event):
@@ -368,6 +387,8 @@ class CanvasView(QGraphicsView):
             self._stroke.stroke_to(p.x(), p.y(), self._brush_size, self._brush_hardness)
         elif self._drag is not None:
             self._points_drag(vpos)
+        elif self.selection_tool.active:
+            self.selection_tool.move(p)
         event.accept()
 
     def mouseReleaseEvent(self, event):
@@ -380,7 +401,16 @@ class CanvasView(QGraphicsView):
                 stroke.finish()
             elif self._drag is not None:
                 self._points_release()
+            elif self.selection_tool.active:
+                self.selection_tool.release(self.map_to_image(event.position()))
         event.accept()
+
+    def mouseDoubleClickEvent(self, event):
+        if self._tool == Tool.POLYGON and event.button() == Qt.MouseButton.LeftButton:
+            self.selection_tool.double_click()
+            event.accept()
+        else:
+            super().mouseDoubleClickEvent(event)
 
     def enterEvent(self, event):
         super().enterEvent(event)
@@ -392,7 +422,9 @@ class CanvasView(QGraphicsView):
         self.cursor_moved.emit(None)
 
     def keyPressEvent(self, event):
-        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+        if self.selection_tool.key(event.key()):
+            event.accept()
+        elif event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_held = True
             self._update_cursor()
         elif event.key() == Qt.Key.Key_Escape:
@@ -416,8 +448,11 @@ class CanvasView(QGraphicsView):
 
     def event(self, event):
         # Tab and Space would otherwise be eaten by focus handling before keyPressEvent.
-        if event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Space:
-            event.accept()
+        if event.type() == QEvent.Type.ShortcutOverride and (
+                event.key() == Qt.Key.Key_Space
+                or (self.selection_tool.active and event.key() in _SHAPE_KEYS)):
+            event.accept()  # a shape being drawn takes Enter, Escape and Backspace first
+            return True  # not on to the scene, which would ignore it again
         return super().event(event)
 
     def drawForeground(self, painter: QPainter, rect):

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem
 
-from .compositing import LayerImageCache, composite_qimage
+from .compositing import LayerImageCache, composite_qimage, paint_layers
 
 HANDLE_COLOR = QColor(229, 57, 53)
 TARGET_COLOR = QColor(30, 136, 229)
@@ -48,6 +48,22 @@ class CompositeItem(QGraphicsItem):
         self.prepareGeometryChange()
         self.update()
 
+    def refresh_region(self, layer_id: int, rect) -> None:
+        """One layer changed inside rect (a live mask stroke): recomposite only that rectangle."""
+        x, y, w, h = rect.x(), rect.y(), rect.width(), rect.height()
+        layer = next((l for l in self._doc.layers if l.id == layer_id), None)
+        if layer is None or self._composite is None or not self._cache.update_region(layer, x, y, w, h):
+            self.invalidate()
+            return
+        painter = QPainter(self._composite)
+        painter.setClipRect(x, y, w, h)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.fillRect(x, y, w, h, Qt.GlobalColor.transparent)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
+        paint_layers(painter, self._doc.layers, self._cache)
+        painter.end()
+        self.update(QRectF(x, y, w, h))
+
     def composite(self) -> QImage:
         if self._composite is None:
             self._composite = composite_qimage(self._doc.layers, self._doc.width, self._doc.height, self._cache)
@@ -78,7 +94,9 @@ class CompositeItem(QGraphicsItem):
 
 class EditMaskOverlayItem(QGraphicsItem):
     """The edit mask as a translucent tint. Its ARGB buffer is updated in place, only where a
-    stroke touched, so painting stays fast on large pictures."""
+    stroke touched, so painting stays fast on large pictures. Subclasses tint another mask
+    (`_mask_region`) in another colour."""
+    tint, alpha = MASK_TINT, MASK_ALPHA
 
     def __init__(self, document):
         super().__init__()
@@ -99,13 +117,15 @@ class EditMaskOverlayItem(QGraphicsItem):
             self._image = QImage()
         self.update()
 
+    def _mask_region(self, x, y, w, h) -> np.ndarray:
+        return self._doc.edit_mask_view()[y:y + h, x:x + w]
+
     def refresh(self, x, y, w, h):
-        mask = self._doc.edit_mask_view()
-        if mask.shape != self._buf.shape[:2]:
+        if self._buf.shape[:2] != (self._doc.height, self._doc.width):
             self.rebuild()
             return
-        a = mask[y:y + h, x:x + w].astype(np.float32) * (MASK_ALPHA / 255.0)
-        r, g, b = MASK_TINT
+        a = self._mask_region(x, y, w, h).astype(np.float32) * (self.alpha / 255.0)
+        r, g, b = self.tint
         region = self._buf[y:y + h, x:x + w]
         # Premultiplied ARGB32 is B, G, R, A in memory on little-endian machines.
         region[..., 0] = (a * b + 0.5).astype(np.uint8)

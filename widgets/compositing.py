@@ -36,6 +36,20 @@ class LayerImageCache:
         self._images[key] = (revision, img)
         return img
 
+    def update_region(self, layer, x: int, y: int, w: int, h: int) -> bool:
+        """Redo one rectangle of a cached layer image (a live mask stroke) instead of all of it.
+        False when there is nothing cached to patch (the next image_for builds it whole)."""
+        hit = self._images.get(getattr(layer, "id", id(layer)))
+        if hit is None or hit[0] != getattr(layer, "revision", 0) or w <= 0 or h <= 0:
+            return False
+        mask = None if layer.mask is None else layer.mask[y:y + h, x:x + w]
+        patch = rgba_to_qimage(apply_mask(layer.pixels[y:y + h, x:x + w], mask))
+        painter = QPainter(hit[1])
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(x, y, patch)
+        painter.end()
+        return True
+
     def forget_missing(self, live_ids) -> None:
         for lid in set(self._images) - set(live_ids):
             del self._images[lid]

@@ -10,7 +10,6 @@ OPEN_FILTER = ("Pictures and projects (*.ora " + " ".join(f"*{e}" for e in IMAGE
                "Pictures (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;All files (*)")
 IMAGE_FILTER = "Pictures (" + " ".join(f"*{e}" for e in IMAGE_EXTENSIONS) + ");;All files (*)"
 PROJECT_FILTER = "OpenRaster project (*.ora)"
-EXPORT_FILTER = "PNG (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
 
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
@@ -66,6 +65,12 @@ def ask_text(parent, title: str, label: str, text: str) -> str | None:
     from PySide6.QtWidgets import QInputDialog
     value, ok = QInputDialog.getText(parent, title, label, text=text)
     return value if ok else None
+
+
+def ask_number(parent, title: str, label: str, value: float, lo: float, hi: float, decimals: int = 0) -> float | None:
+    from PySide6.QtWidgets import QInputDialog
+    number, ok = QInputDialog.getDouble(parent, title, label, value, lo, hi, decimals)
+    return number if ok else None
 
 
 def show_about(parent) -> None:

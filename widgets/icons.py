@@ -157,7 +157,56 @@ def _draw_down(p):
     _arrow_head(p, QPointF(12, 4), QPointF(12, 19), 6)
 
 
+def _dashed(width=1.4):
+    pen = _pen(width)
+    pen.setStyle(Qt.PenStyle.CustomDashLine)
+    pen.setDashPattern([2.2, 1.6])
+    pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+    return pen
+
+
+def _draw_select_rect(p):
+    p.setPen(_dashed())
+    p.drawRect(QRectF(4, 5, 16, 14))
+
+
+def _draw_select_ellipse(p):
+    p.setPen(_dashed())
+    p.drawEllipse(QRectF(3, 5, 18, 14))
+
+
+def _draw_lasso(p):
+    p.setPen(_dashed())
+    path = QPainterPath(QPointF(8, 17))
+    path.cubicTo(QPointF(1, 13), QPointF(4, 4), QPointF(12, 4))
+    path.cubicTo(QPointF(20, 4), QPointF(23, 12), QPointF(15, 15))
+    path.cubicTo(QPointF(12, 16), QPointF(10, 16), QPointF(8, 17))
+    p.drawPath(path)
+    p.setPen(_pen(1.4))
+    p.drawLine(QPointF(8, 17), QPointF(6, 21))
+
+
+def _draw_polygon(p):
+    p.setPen(_dashed())
+    p.drawPolygon(QPolygonF([QPointF(4, 18), QPointF(7, 5), QPointF(19, 8), QPointF(15, 14), QPointF(20, 19)]))
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(FG)
+    for pt in (QPointF(4, 18), QPointF(7, 5), QPointF(19, 8), QPointF(15, 14), QPointF(20, 19)):
+        p.drawEllipse(pt, 1.6, 1.6)
+
+
+def _draw_wand(p):
+    p.setPen(_pen(2.0))
+    p.drawLine(QPointF(4, 20), QPointF(14, 10))
+    p.setPen(_pen(1.3))
+    for dx, dy in ((0, -5), (0, 5), (-5, 0), (5, 0), (3.5, 3.5), (-3.5, -3.5), (3.5, -3.5), (-3.5, 3.5)):
+        scale = 0.45 if dx and dy else 0.6
+        p.drawLine(QPointF(17 + dx * scale, 7 + dy * scale), QPointF(17 + dx, 7 + dy))
+
+
 _PAINTERS = {
+    "select_rect": _draw_select_rect, "select_ellipse": _draw_select_ellipse, "lasso": _draw_lasso,
+    "polygon": _draw_polygon, "wand": _draw_wand,
     "brush": _draw_brush, "eraser": _draw_eraser, "points": _draw_points, "hand": _draw_hand,
     "fit": _draw_fit, "actual": _draw_actual, "mask-fill": _draw_mask_fill,
     "mask-clear": _draw_mask_clear, "mask-invert": _draw_mask_invert, "points-clear": _draw_points_clear,

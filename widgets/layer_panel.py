@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu,
+                               QSlider, QToolButton, QVBoxLayout, QWidget)
 
 
 from .canvas_items import _checker_brush
 from .compositing import LayerImageCache
+from .result_info import describe_result
 
 THUMB = 44
+# The right-click menu, from the window's actions (those it has); None is a separator.
+CONTEXT_MENU = ("edit_again", None, "duplicate_layer", "rename_layer", "delete_layer", "merge_down", None,
+                "select_alpha", None, "layer_mask_add", "mask_from_edit", "layer_mask_edit", "layer_mask_invert",
+                "layer_mask_apply", "mask_remove")
 LAYER_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -60,6 +65,7 @@ class LayerPanel(QWidget):
     def __init__(self, document, actions: dict, parent=None):
         super().__init__(parent)
         self._doc = document
+        self._actions = actions
         self._syncing = False
         self._thumbs = LayerImageCache()
         self._thumb_icons: dict[int, tuple[int, QIcon]] = {}
@@ -91,6 +97,8 @@ class LayerPanel(QWidget):
         self.list.currentRowChanged.connect(self._on_current_row)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.move_requested.connect(self._on_move_requested)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
         self.opacity_slider.valueChanged.connect(self._on_opacity)
         document.reset.connect(self.rebuild)
         document.layers_changed.connect(self.rebuild)
@@ -138,7 +146,7 @@ class LayerPanel(QWidget):
         if layer.mask is not None:
             tip += "\nhas a layer mask"
         if layer.metadata.get("method"):
-            tip += f"\nresult of {layer.metadata['method']}"
+            tip += "\n\n" + describe_result(layer.metadata)
         item.setToolTip(tip)
 
     def rebuild(self):
@@ -217,6 +225,25 @@ class LayerPanel(QWidget):
     def _on_move_requested(self, src_row, dest_row):
         layer_id = self.list.item(src_row).data(LAYER_ID_ROLE)
         self._doc.move_layer(layer_id, self._row_to_index(dest_row))
+
+    def context_menu(self) -> QMenu:
+        menu = QMenu(self)
+        for key in CONTEXT_MENU:
+            if key is None:
+                if menu.actions() and not menu.actions()[-1].isSeparator():
+                    menu.addSeparator()
+            elif key in self._actions:
+                menu.addAction(self._actions[key])
+        return menu
+
+    def _context_menu(self, pos):
+        """As in Krita and GIMP: the layer under the mouse becomes the active one, then the menu."""
+        item = self.list.itemAt(pos)
+        if item is not None:
+            self._doc.set_active_layer(item.data(LAYER_ID_ROLE))
+        menu = self.context_menu()
+        menu.exec(self.list.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 
     def _on_opacity(self, value):
         active = self._doc.active_layer

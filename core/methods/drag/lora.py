@@ -41,19 +41,25 @@ def lora_parameters(unet: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 @contextlib.contextmanager
-def lora_adapter(unet: torch.nn.Module, rank: int,
-                 keep: Optional[dict[str, float]] = None) -> Iterator[list[torch.nn.Parameter]]:
+def lora_adapter(unet: torch.nn.Module, rank: int, keep: Optional[dict[str, float]] = None,
+                 seed: int = 0) -> Iterator[list[torch.nn.Parameter]]:
     """Attach a fresh rank-`rank` LoRA (scale 1, zero-initialised B: the UNet starts unchanged) to
     every attention projection; yields its float32 parameters; removes it on exit, whatever
     happens, so other methods and other images see the UNet as it was. `keep`: the user's own
-    LoRA adapters {name: scale}, which stay active under it (the identity LoRA learns on top)."""
+    LoRA adapters {name: scale}, which stay active under it (the identity LoRA learns on top).
+    peft draws A's initialisation from the global RNG: it is drawn here from `seed` instead, so the
+    result depends on the seed alone, not on what ran before in the process (a batch, a GUI
+    session), and the global RNG is left as it was."""
     from peft import LoraConfig
 
     previous = _active_adapters(unet)
     config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, init_lora_weights=True,
                         target_modules=list(TARGET_MODULES))
     try:
-        unet.add_adapter(config, adapter_name=ADAPTER)  # makes it the only active adapter
+        device = next(unet.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(seed))
+            unet.add_adapter(config, adapter_name=ADAPTER)  # makes it the only active adapter
         if keep:
             unet.set_adapters(list(keep) + [ADAPTER], weights=list(keep.values()) + [1.0])
         for layer in lora_layers(unet).values():

@@ -103,7 +103,8 @@ def run(ctx: EditContext, p: DragParams) -> MethodOutput:
     with contextlib.ExitStack() as stack:
         if p.lora_steps > 0:
             key = lora_key(ctx, p)
-            params = stack.enter_context(lora_adapter(model.unet, p.lora_rank, keep=model.user_adapters))
+            params = stack.enter_context(lora_adapter(model.unet, p.lora_rank, keep=model.user_adapters,
+                                                      seed=p.seed))
             lora = prepare_lora(ctx, p, params, cond, key)
         else:
             key, lora = None, "off"

@@ -109,11 +109,11 @@ def moved_handles(plan, field: torch.Tensor, handles: torch.Tensor) -> torch.Ten
     return torch.tensor(out, dtype=torch.float32, device=field.device)
 
 
-def source_kv_store(ctx: EditContext, p: QuickDragParams, start: int) -> SourceKV:
+def source_kv_store(ctx: EditContext, p: QuickDragParams, schedule, start: int) -> SourceKV:
     """The source's recorded keys/values for this picture and schedule (see source_kv.py), kept for
     the last two pictures: on SD 1.5 at 512 px one step holds about 24 MB in fp16."""
     key = content_key("quick-drag-kv", ctx.model.model_id, str(ctx.device), str(ctx.model.dtype), ctx.image_key,
-                      p.prompt, p.steps, start)
+                      p.prompt, tuple(schedule.timesteps), start)
     cache = ctx.cache("quick_drag_kv", 2)
     store = cache.get(key)
     if store is None:
@@ -167,7 +167,7 @@ def run(ctx: EditContext, p: QuickDragParams) -> MethodOutput:
         holes = int(plan.holes.sum())
         ctx.reporter.step(1, 1, latent_preview(model, preview), message=f"{holes} holes filled")
 
-        store = source_kv_store(ctx, p, start) if p.source_attention else None
+        store = source_kv_store(ctx, p, schedule, start) if p.source_attention else None
         recorded_before = len(store) if store is not None else 0
         after_step = anchored(plan, traj, start + round(p.anchor * (schedule.steps - start)),
                               keep_outside_trajectory(mask, traj))
@@ -189,7 +189,7 @@ def run(ctx: EditContext, p: QuickDragParams) -> MethodOutput:
 
 METHOD = register(Method(
     name="quick-drag", label="Drag (instant)", params=QuickDragParams, run=run,
-    stages=("invert", "warp", "denoise"), uses_points=True,
+    stages=("invert", "warp", "denoise"), uses_points=True, samplers=("ddim", "lcm", "tcd"),
     description="Drag points of the picture to new places in one step, with no training (FastDrag): the "
                 "picture is warped from each handle to its target and redrawn. Paint a mask to bound the "
                 "part that moves; the rest stays as it was."))

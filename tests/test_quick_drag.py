@@ -57,6 +57,17 @@ def test_cold_then_warm_pass_counts_and_no_backward_pass(engine_with_tiny, tiny_
     assert moved.passes["unet"] == n  # a new target reuses the inversion and the source's keys/values
 
 
+def test_at_its_defaults_it_stays_within_the_pass_budget(engine_with_tiny):
+    """The issue's budget at the defaults (30 steps, strength 0.7): <= 60 UNet passes cold, <= 30 once
+    the picture's inversion and keys/values are cached, no backward pass."""
+    img = _image(seed=6)
+    points = {"points": PARAMS["points"]}
+    cold = engine_with_tiny.run(EditRequest("quick-drag", img, points))
+    warm = engine_with_tiny.run(EditRequest("quick-drag", img, {"points": [[12, 12, 30, 14]]}))
+    assert cold.passes["unet"] == 42 and warm.passes["unet"] == 21  # 21 = 30 steps x 0.7
+    assert "unet_grad" not in cold.passes and "unet_grad" not in warm.passes
+
+
 def test_the_warp_preview_comes_before_any_denoising_pass(engine_with_tiny, tiny_model):
     img = _image(seed=1)
     engine_with_tiny.run(EditRequest("quick-drag", img, PARAMS))  # warm the caches

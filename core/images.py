@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional, Union
@@ -19,15 +23,29 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidInput
-from .files import atomic_write
-from .formats import OUTPUT_FORMATS, describe_outputs
+from .files import atomic_write, unreadable
+from .formats import OUTPUT_FORMATS, READ_FORMATS, describe_outputs
 
 MIN_SIDE = 16
+# The one pixel limit for every picture Malleable decodes: CLI inputs, pictures the editor opens,
+# layers inside projects, style images, masks.
 MAX_PIXELS = 100_000_000
 FEATHER_PX = 3
 
-# Our own limit replaces Pillow's decompression-bomb guard (which would warn at 89 MP).
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS + 1
+# Pillow's own decompression-bomb guard raises above 2 × MAX_IMAGE_PIXELS: set it to our limit
+# exactly, never above, so a plain Image.open anywhere in the process refuses what ours refuse.
+# Its warning (between half the limit and the limit) is not a bomb by our rule and is silenced.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# Modes every caller converts safely; anything else a file declares is converted here or refused.
+_KNOWN_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# What hostile or damaged bytes make Pillow's decoders raise (besides its own error types).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError,
+                  KeyError, TypeError, OverflowError, ZeroDivisionError, UnicodeDecodeError,
+                  RuntimeError, AttributeError)
+READ_NAMES = "PNG, JPEG, WebP, TIFF or BMP"
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -84,39 +102,84 @@ def _to_8bit_rgb_alpha(im: Image.Image) -> tuple[np.ndarray, Optional[np.ndarray
     return np.ascontiguousarray(np.asarray(im.convert("RGB"))), None
 
 
+def too_large_message(what: str, w: int, h: int) -> str:
+    return (f"{what} is {w}x{h} ({w * h / 1e6:.0f} MP): the limit is {MAX_PIXELS // 1_000_000} megapixels; "
+            "downscale it first.")
+
+
 def check_size(w: int, h: int, what: str = "Image", min_side: int = MIN_SIDE) -> None:
     if w < min_side or h < min_side:
         raise InvalidInput(f"{what} is {w}x{h}: both sides must be at least {min_side} pixels.")
     if w * h > MAX_PIXELS:
-        raise InvalidInput(f"{what} is {w}x{h} ({w * h / 1e6:.0f} MP): the limit is 100 megapixels; "
-                           "downscale it first.")
+        raise InvalidInput(too_large_message(what, w, h))
+
+
+def decode_file(src: Union[str, os.PathLike, BinaryIO], what: str = "The image",
+                formats: tuple[str, ...] = READ_FORMATS) -> Image.Image:
+    """The one way Malleable decodes a picture (a path or a binary file object), for the CLI, the
+    editor and project layers alike:
+      - only the formats in `formats` (core.formats.READ_FORMATS by default) are tried, so a
+        PostScript or other exotic file, whatever its name, never reaches its decoder (Ghostscript);
+      - the size is checked from the header against MAX_PIXELS before any pixel is decoded;
+      - the first frame is decoded, EXIF orientation applied, and an unusual mode converted.
+    Any failure is an InvalidInput whose message starts with `what`."""
+    try:
+        with Image.open(src, formats=list(formats)) as im:
+            w, h = im.size
+            if w < 1 or h < 1:
+                raise InvalidInput(f"{what} is damaged: it declares a size of {w}x{h}.")
+            if w * h > MAX_PIXELS:
+                raise InvalidInput(too_large_message(what, w, h))
+            im.load()
+            out = ImageOps.exif_transpose(im) or im
+            if out.mode not in _KNOWN_MODES:
+                out = out.convert("RGBA" if "A" in out.getbands() else "RGB")
+            if out is im:
+                out = im.copy()  # the file closes when the with-block ends
+            return out
+    except InvalidInput:
+        raise
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise InvalidInput(f"{what} {unreadable(e, 'picture')}") from None
+    except UnidentifiedImageError:
+        raise InvalidInput(f"{what} is not a picture Malleable reads: use {READ_NAMES}.") from None
+    except Image.DecompressionBombError as e:
+        # Pillow's guard (set to our limit) fired while parsing the header; it names the pixel count.
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else f"more than {MAX_PIXELS // 1_000_000} MP"
+        raise InvalidInput(f"{what} is {size}: the limit is {MAX_PIXELS // 1_000_000} megapixels; "
+                           "downscale it first.") from None
+    except MemoryError:
+        raise InvalidInput(f"There is not enough memory to open {what}.") from None
+    except _DECODE_ERRORS as e:
+        raise InvalidInput(f"{what} is damaged or truncated ({_short(e)}).") from None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def open_pil(src: Union[ImageLike, BinaryIO], what: str = "Image", min_side: int = MIN_SIDE) -> Image.Image:
-    """Open with EXIF orientation applied; a clear InvalidInput for anything unreadable. `src` may
-    also be a binary file object (a layer inside a project archive), named by `what`."""
+    """A picture for the engine, decoded under the one policy (decode_file), at least `min_side`.
+    `src` may also be a binary file object (a layer inside a project archive), named by `what`."""
     if isinstance(src, Image.Image):
         return ImageOps.exif_transpose(src)
     if isinstance(src, np.ndarray):
         return Image.fromarray(src)
+    if not hasattr(src, "read") and not Path(src).is_file():
+        raise InvalidInput(f"{what} file not found: {src}")
+    im = decode_file(src, _label(src, what))
+    check_size(*im.size, what=_label(src, what), min_side=min_side)
+    return im
+
+
+def _label(src, what: str) -> str:
+    """How messages name a picture: "Image photo.png" for a file, `what` itself for a stream."""
     if hasattr(src, "read"):
-        path, name, label = src, what, what
-    else:
-        path = Path(src)
-        if not path.is_file():
-            raise InvalidInput(f"{what} file not found: {path}")
-        name, label = path.name, f"{what} {path.name}"
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - header parse
-            check_size(*im.size, what=label, min_side=min_side)
-            im.load()
-            return ImageOps.exif_transpose(im)
-    except InvalidInput:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise InvalidInput(f"Cannot read {name} as an image ({type(e).__name__}): use PNG, JPEG, WebP, "
-                           "TIFF or BMP.") from None
+        return what
+    return f"{what} {Path(src).name}"
 
 
 def load_image(src: ImageLike, name: str | None = None) -> SourceImage:
@@ -129,12 +192,23 @@ def load_image(src: ImageLike, name: str | None = None) -> SourceImage:
     return SourceImage(rgb, alpha, name)
 
 
-def load_rgba(src: Union[ImageLike, BinaryIO], what: str = "Image") -> np.ndarray:
-    """HxWx4 uint8 (alpha 255 where the picture has none), decoded exactly as `load_image` decodes
-    (16-bit, float and palette rules, EXIF orientation): the editor and project files read through
-    this, so a picture has the same pixels in the GUI as in the CLI. No minimum size: a small
-    picture still opens as a layer (the engine refuses it only when it is edited)."""
-    rgb, alpha = _to_8bit_rgb_alpha(open_pil(src, what, min_side=1))
+def load_rgba(src: Union[ImageLike, BinaryIO], what: str = "Image",
+              formats: tuple[str, ...] = READ_FORMATS) -> np.ndarray:
+    """HxWx4 uint8 (alpha 255 where the picture has none), decoded under the one policy
+    (decode_file) and converted exactly as `load_image` converts (16-bit, float and palette rules,
+    EXIF orientation): the editor and project files read through this, so a picture has the same
+    pixels in the GUI as in the CLI. No minimum size: a small picture still opens as a layer (the
+    engine refuses it only when it is edited)."""
+    if isinstance(src, Image.Image):
+        im = ImageOps.exif_transpose(src)
+    elif isinstance(src, np.ndarray):
+        im = Image.fromarray(src)
+    else:
+        im = decode_file(src, _label(src, what), formats)
+    try:
+        rgb, alpha = _to_8bit_rgb_alpha(im)
+    except _DECODE_ERRORS as e:  # a mode the conversions cannot handle
+        raise InvalidInput(f"{_label(src, what)} cannot be converted to RGB ({_short(e)}).") from None
     if alpha is None:
         alpha = np.full(rgb.shape[:2], 255, np.uint8)
     return np.ascontiguousarray(np.dstack([rgb, alpha]))

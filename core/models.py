@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass, field
@@ -234,14 +235,53 @@ class DiffusionModel:
         return out.float().clamp(-1, 1) if clamp else out.float()
 
 
-def _read_preview_factors(root: Path | None) -> tuple[list, list] | None:
+def _read_json(path: Path, what: str) -> dict:
+    """A JSON object from a model folder, or ModelUnavailable saying which file is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelUnavailable(f"The model is incomplete: {what} {path} is missing.") from None
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        raise ModelUnavailable(f"The model is damaged: {what} {path} cannot be read "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+    if not isinstance(data, dict):
+        raise ModelUnavailable(f"The model is damaged: {what} {path} is not a JSON object.")
+    return data
+
+
+def _read_preview_factors(root: Path | None, channels: int) -> tuple[list, list] | None:
+    """The model's own latent -> RGB preview factors (latent_rgb.json), when it ships them."""
     if root is None:
         return None
     f = root / "latent_rgb.json"
-    if f.is_file():
-        data = json.loads(f.read_text())
-        return data["factors"], data.get("bias", [0.0, 0.0, 0.0])
-    return None
+    if not f.is_file():
+        return None
+    data = _read_json(f, "the preview colours")
+    factors, bias = data.get("factors"), data.get("bias", [0.0, 0.0, 0.0])
+
+    def numbers(row, n):
+        return (isinstance(row, list) and len(row) == n
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row))
+    if not (isinstance(factors, list) and len(factors) == channels and all(numbers(r, 3) for r in factors)
+            and numbers(bias, 3)):
+        raise ModelUnavailable(f"The model is damaged: {f} must hold \"factors\" ({channels} rows of 3 numbers) "
+                               "and \"bias\" (3 numbers); fix or delete the file.")
+    return factors, bias
+
+
+def read_scheduler_config(path: Path) -> dict:
+    """The model's noise schedule, checked by building the DDIM scheduler from it now, so a damaged
+    file is reported when the model loads and not as a crash in the middle of an edit."""
+    from diffusers import DDIMScheduler
+
+    config = _read_json(path, "the scheduler config")
+    try:
+        sched = DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False)
+        sched.set_timesteps(2)
+    except Exception as e:  # diffusers raises many types for bad values
+        raise ModelUnavailable(f"The model is damaged: the scheduler config {path} is not usable "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+    return config
 
 
 def _guard_pickle(folder: Path, allow_pickle: bool) -> None:
@@ -287,6 +327,7 @@ def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.
     if missing:
         raise ModelUnavailable(f"{folder} is not a diffusers {family.label} folder: missing {', '.join(missing)}. "
                                "Choose the folder that holds model_index.json.")
+    sched = read_scheduler_config(folder / "scheduler" / "scheduler_config.json")  # before the weights: quick
     safetensors = None if allow_pickle else True
     tkw = dict(use_safetensors=safetensors, local_files_only=True, **transformers_dtype_kwargs(dtype))
     extra = {}
@@ -300,9 +341,11 @@ def load_folder(folder: Path, model_id: str, device: torch.device, dtype: torch.
         if family.text_encoders == 2:
             extra["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", **tkw)
             extra["tokenizer_2"] = CLIPTokenizer.from_pretrained(folder / "tokenizer_2", local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise ModelUnavailable(f"Could not load the model in {folder}: {str(e).splitlines()[0]}") from e
-    sched = _read_scheduler(folder / "scheduler" / "scheduler_config.json", folder)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # not a bad folder: the caller reports memory
+    except Exception as e:  # damaged configs and weights raise OSError, ValueError, SafetensorError, …
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelUnavailable(f"Could not load the model in {folder}: {text}") from e
     index = _read_json_or_empty(folder / "model_index.json")
     extra["zero_empty_prompt"] = bool(index.get("force_zeros_for_empty_prompt", family.added_conditioning))
     return _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, folder,
@@ -339,7 +382,7 @@ def load_single_file(path: Path, device: torch.device, dtype: torch.dtype,
     except Exception as e:  # diffusers raises many types for malformed files
         raise ModelUnavailable(
             f"Could not read {path.name} as a {family.label} checkpoint: {str(e).splitlines()[0]}") from e
-    sched = _read_scheduler(config_dir / "scheduler" / "scheduler_config.json", config_dir)
+    sched = read_scheduler_config(config_dir / "scheduler" / "scheduler_config.json")
     extra = {}
     if family.text_encoders == 2:
         extra = dict(text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2, zero_empty_prompt=True)
@@ -352,16 +395,6 @@ def _read_json_or_empty(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _read_scheduler(path: Path, folder: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError:
-        raise ModelUnavailable(f"{folder} has no scheduler/scheduler_config.json: it is not a complete "
-                               "diffusers model folder.") from None
-    except ValueError as e:
-        raise ModelUnavailable(f"{path} is not valid JSON ({e}): the model folder is damaged.") from None
 
 
 def load_vae(source: str, dtype: torch.dtype):
@@ -533,7 +566,7 @@ def _finish(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype, 
     model = DiffusionModel(model_id, unet, vae, text_encoder, tokenizer, sched, device, dtype,
                            Path(root) if root else None, family=fam.name, text_encoder_2=text_encoder_2,
                            tokenizer_2=tokenizer_2, zero_empty_prompt=zero_empty_prompt)
-    factors = _read_preview_factors(model.root)
+    factors = _read_preview_factors(model.root, model.latent_channels)
     if factors:
         model.latent_rgb, model.latent_rgb_bias = factors
     elif model.latent_channels != 4:

@@ -197,7 +197,8 @@ def _image_dict(src: SourceImage, pixels: bool) -> dict:
 def _image_from(d: Mapping) -> SourceImage:
     if "png" not in d:
         raise ValueError("the image was serialised without its pixels")
-    src = images.load_image(Image.open(io.BytesIO(base64.b64decode(d["png"]))), name=d.get("name", "image"))
+    pixels = images.decode_file(io.BytesIO(base64.b64decode(d["png"])), "The serialised image", ("PNG",))
+    src = images.load_image(pixels, name=d.get("name", "image"))
     if d.get("sha256") and src.content_hash() != d["sha256"]:
         raise ValueError("the image's pixels do not match its hash")
     return src

@@ -62,7 +62,19 @@ class DDIMSchedule:
         sched.set_timesteps(steps)
         self.sampler = sampler
         self.steps = steps
-        self.timesteps = [int(t) for t in sched.timesteps]  # descending, e.g. 981 … 1
+        top = len(sched.alphas_cumprod) - 1
+        timesteps = [int(t) for t in sched.timesteps]  # descending, e.g. 981 … 1
+        # "leading" spacing adds steps_offset after spacing, so with as many steps as training
+        # timesteps (1000 of 1000, offset 1) the first one is 1000, past the end of the schedule:
+        # shift the whole ladder down by the overshoot (same count, same spacing). "trailing"
+        # builds its ladder in floating point and can end with an extra -1: drop what is below 0.
+        overshoot = timesteps[0] - top
+        if overshoot > 0:
+            timesteps = [t - overshoot for t in timesteps]
+        timesteps = [t for t in timesteps if t >= 0]
+        if len(timesteps) != steps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
+            raise ValueError(f"the scheduler gives {len(timesteps)} timesteps for {steps} steps")
+        self.timesteps = timesteps
         self.alphas_cumprod = sched.alphas_cumprod.double()
         self.final_alpha = float(sched.final_alpha_cumprod)
         self.prediction_type = sched.config.prediction_type

@@ -7,19 +7,22 @@ calls the same engine.
     malleable-edit download REPO_ID [--revision REV] [--dry-run]
 
 Exit codes: 0 ok, 1 a batch in which some images failed (see OUTPUT_DIR/manifest.jsonl), 2 invalid
-input or usage, 3 model unavailable, 4 out of memory, 130 interrupted.
-On any failure: one line on stderr and no output file."""
+input or usage, 3 model unavailable, 4 out of memory, 130 interrupted (Ctrl+C), 143 terminated
+(SIGTERM). On any failure: one line on stderr and no output file."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
-EXIT_OK, EXIT_USAGE, EXIT_MODEL, EXIT_OOM, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+from . import cli_process
+from .cli_process import EXIT_INTERRUPTED, INTERRUPTED_LINE, err
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_OOM = 0, 1, 2, 3, 4
 
 
 class UsageError(Exception):
@@ -112,37 +115,45 @@ class ProgressPrinter:
         self.quiet = quiet
         self.preview_dir = preview_dir
         self.count = 0
-        self.tty = sys.stderr.isatty()
+        self.tty = err().isatty()
 
     def bytes(self, done: int, total: int) -> None:
         """Download progress (bytes) on the same line."""
         if self.quiet or total <= 0:
             return
-        sys.stderr.write(f"\r  download {done / 2**30:6.2f} / {total / 2**30:.2f} GB")
+        stream = err()
+        stream.write(f"\r  download {done / 2**30:6.2f} / {total / 2**30:.2f} GB")
         if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+            stream.write("\n")
+        stream.flush()
 
     def __call__(self, ev) -> None:
         if ev.preview is not None and self.preview_dir is not None:
             from PIL import Image
 
+            from core.files import atomic_write
+
             self.count += 1
-            Image.fromarray(ev.preview).save(self.preview_dir / f"{self.count:04d}_{ev.stage}_{ev.step:03d}.png")
+            image = Image.fromarray(ev.preview)
+            atomic_write(self.preview_dir / f"{self.count:04d}_{ev.stage}_{ev.step:03d}.png",
+                         lambda fh: image.save(fh, format="PNG"))
         if self.quiet or ev.total <= 0:
             return
         width = 30
         filled = int(width * ev.step / ev.total)
         line = f"{ev.stage:>10s} [{'#' * filled}{'.' * (width - filled)}] {ev.step}/{ev.total}"
+        stream = err()
         if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if ev.step == ev.total else ""))
+            stream.write("\r" + line + ("\n" if ev.step == ev.total else ""))
         elif ev.step == ev.total:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            stream.write(line + "\n")
+        stream.flush()
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"malleable-edit: {message}\n")
+    stream = err()
+    stream.write(f"malleable-edit: {message}\n")
+    stream.flush()
     return code
 
 
@@ -169,23 +180,70 @@ def run_through_runner(request, on_progress):
     raise MalleableError(end.message)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_paths(method, args) -> Optional[Path]:
+    """Everything about the paths that can be known before any work: no input is the output, the
+    output's format and folder are usable, the previews folder is one. Returns the previews folder."""
+    from core.errors import InvalidInput
+    from core.files import check_writable_folder
+    from core.images import check_output_path
+    from core.params import flag_name
+
+    out = Path(args.output)
+    inputs = [("INPUT", Path(args.input))]
+    if args.mask:
+        inputs.append(("the --mask file", Path(args.mask)))
+    for f in method.params.fields():
+        value = getattr(args, f.name, None)
+        if f.metadata["kind"] == "path" and isinstance(value, str) and value.strip():
+            inputs.append((f"the {flag_name(f)} file", Path(value.strip()).expanduser()))
+    for label, path in inputs:
+        if _same_file(out, path):
+            if label == "INPUT":
+                if args.overwrite:
+                    continue
+                raise UsageError("OUTPUT is the INPUT file: choose another output or pass --overwrite.")
+            raise UsageError(f"OUTPUT is {label}: choose another output (an input is never overwritten).")
+    check_output_path(out)
+    if out.is_dir():
+        raise InvalidInput(f"OUTPUT {out} is a folder: give a file name such as {out / 'edited.png'}.")
+    problem = check_writable_folder(Path(os.path.realpath(out)).parent, "output folder")
+    if problem:
+        raise InvalidInput(problem + ".")
+
+    if not args.previews:
+        return None
+    previews = Path(args.previews)
+    if previews.exists() and not previews.is_dir():
+        raise InvalidInput(f"--previews {previews} is a file: give a folder to write the previews into.")
+    try:
+        previews.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInput(f"--previews: cannot create the folder {previews}: {e.strerror or e}.") from None
+    problem = check_writable_folder(previews, "previews folder")
+    if problem:
+        raise InvalidInput(problem + ".")
+    return previews
+
+
 def run_edit(argv: list[str]) -> int:
     from core import EditRequest
-    from core.images import check_output_path, load_image, save_atomic
+    from core.images import load_image, save_atomic
     from core.params import from_namespace
     from core.registry import get_method
 
     method = get_method(argv[0])
     args = build_parser(method).parse_args(argv[1:])
     src, out = Path(args.input), Path(args.output)
-    if out.exists() and src.exists() and out.resolve() == src.resolve() and not args.overwrite:
-        raise UsageError("OUTPUT is the INPUT file: choose another output or pass --overwrite.")
-    check_output_path(out)
+    preview_dir = check_paths(method, args)
     params = from_namespace(method.params, args)
     image = load_image(src)  # fail on a bad input before spending time on the model
-    preview_dir = Path(args.previews) if args.previews else None
-    if preview_dir:
-        preview_dir.mkdir(parents=True, exist_ok=True)
     request = EditRequest(method.name, image, params, mask=args.mask, model=model_spec(args), sampler=args.sampler)
     result = run_through_runner(request, ProgressPrinter(args.quiet, preview_dir))
     save_atomic(result.image, out)
@@ -220,33 +278,56 @@ def download(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return EXIT_OK if argv else EXIT_USAGE
+    if argv[0] == "methods":
+        return list_methods("--json" in argv[1:])
+    if argv[0] == "download":
+        return download(argv[1:])
+    if argv[0] == "batch":
+        from .cli_batch import run_batch
+
+        return run_batch(argv[1:])
+    return run_edit(argv)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run one command and return its exit code; every failure is one line on stderr. Nothing here
+    imports torch before the try, so Ctrl+C while the libraries load is answered too."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from core.errors import MalleableError
-
-    try:
-        if not argv or argv[0] in ("-h", "--help"):
-            print(__doc__.strip())
-            return EXIT_OK if argv else EXIT_USAGE
-        if argv[0] == "methods":
-            return list_methods("--json" in argv[1:])
-        if argv[0] == "download":
-            return download(argv[1:])
-        if argv[0] == "batch":
-            from .cli_batch import run_batch
-
-            return run_batch(argv[1:])
-        return run_edit(argv)
-    except UsageError as e:
-        return _fail(f"{e} (see malleable-edit {argv[0]} --help)", EXIT_USAGE)
-    except MalleableError as e:
-        return _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        return _fail("interrupted; no file was written.", EXIT_INTERRUPTED)
+    with warnings.catch_warnings():
+        if not cli_process.debug():
+            warnings.simplefilter("ignore")  # library warnings are not part of a one-line answer
+        try:
+            return _dispatch(argv)
+        except UsageError as e:
+            return _fail(f"{e} (see malleable-edit {argv[0]} --help)", EXIT_USAGE)
+        except KeyboardInterrupt as e:
+            code = getattr(e, "exit_code", EXIT_INTERRUPTED)
+            return _fail(INTERRUPTED_LINE if code == EXIT_INTERRUPTED else "terminated; no file was written.", code)
+        except MemoryError:
+            return _fail("out of memory: use a smaller image or fewer steps.", EXIT_OOM)
+        except Exception as e:
+            errors = sys.modules.get("core.errors")
+            if errors is not None and isinstance(e, errors.MalleableError):
+                return _fail(str(e).strip().replace("\n", " "), e.exit_code)
+            if cli_process.debug():
+                raise
+            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            return _fail(f"unexpected error ({type(e).__name__}{': ' + text if text else ''}); "
+                         "no file was written. MALLEABLE_DEBUG=1 shows the details.", EXIT_FAILED)
 
 
 def entry() -> None:
-    sys.exit(main())
+    # First, before anything heavy is imported: signals, warnings, the C libraries' stderr.
+    cli_process.install_signal_handlers()
+    cli_process.quiet_libraries()
+    cli_process.capture_native_stderr()
+    code = main()
+    cli_process.ignore_signals()  # the answer is given; shutting down is not interruptible news
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from widgets.export_dialog import ExportOptions, export_formats
 
 from . import project_files
 from .export import ExportError, export_document
-from .ora import OraError
+from .file_loader import read_document_file
+from .ora import OraError, ReadCancelled
 
 FILE_ERRORS = (OraError, InvalidInput)
 ORPHAN_TEXT = "The edit finished for a picture that is no longer open."
@@ -55,7 +56,12 @@ class DocumentFiles:
         if not self.maybe_keep_changes():
             return False
         try:
-            project_files.open_into(self.doc, path)
+            # Read off the GUI thread (a progress dialog with Cancel for a large project), then load.
+            opened = read_document_file(self.win, path, show_dialog=self.win.interactive)
+            project_files.load_into(self.doc, opened)
+        except ReadCancelled:
+            self._status(f"Opening {path.name} was cancelled")
+            return False
         except FILE_ERRORS as exc:
             self.error("Could not open", str(exc))
             return False

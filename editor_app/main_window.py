@@ -12,6 +12,7 @@ from widgets.canvas import CanvasView
 from widgets.edit_panel import EditPanel
 
 from . import window_actions
+from .autosave_hook import AutosaveHook
 from .docks import make_docks
 from .document import Document
 from .document_io import DocumentFiles
@@ -48,6 +49,11 @@ class MainWindow(QMainWindow):
         window_actions.make_tool_bars(self)
         self.files.update_recent_menu()
         self._make_edit_session(panel, engine, runner)
+        self.autosave = None
+        if interactive:  # autosave and recovery (autosave_hook); screenshots and scripts keep nothing
+            self.autosave = AutosaveHook(self, self.settings, self.files.maybe_keep_changes, self.files.error)
+            self.autosave.status.connect(lambda text: self.status.message(text, 6000))
+            QTimer.singleShot(0, self.autosave.offer_recovery)
 
         d, c, s = self.document, self.canvas, self.status
         d.file_changed.connect(self._update_title)
@@ -185,6 +191,8 @@ class MainWindow(QMainWindow):
                 w.setEnabled(False)
             event.ignore()
             return
+        if self.autosave is not None:
+            self.autosave.close_clean()  # a clean exit: nothing to recover next time
         event.accept()
 
     def dragEnterEvent(self, event) -> None:

@@ -1,7 +1,9 @@
 """Between the document and files on disk: projects (.ora) and plain pictures (exports: export.py)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from core.formats import PROJECT_EXTENSION
 from core.images import load_rgba
 
 from .document import Document, Layer
-from .ora import LayerData, ProjectData, read_ora, write_ora
+from .ora import LayerData, ProjectData, ReadCancelled, read_ora, write_ora
 
 
 def is_project(path) -> bool:
@@ -25,23 +27,53 @@ def document_to_project(doc: Document) -> ProjectData:
 
 
 def save_project(doc: Document, path) -> None:
-    write_ora(path, document_to_project(doc))
+    """Save atomically, keeping the previous version as NAME.ora~ (as Krita keeps NAME.kra~)."""
+    write_ora(path, document_to_project(doc), backup=True)
     doc.mark_saved(Path(path))
+
+
+@dataclass
+class OpenedFile:
+    """A file read from disk, not yet in a document: a project, or a picture."""
+
+    path: Path
+    project: Optional[ProjectData] = None
+    picture: Optional[np.ndarray] = None
+
+
+def read_file(path, progress=None, cancel=None) -> OpenedFile:
+    """Read a project or a picture without touching any document (any thread; no Qt). Raises
+    OraError / core's InvalidInput, or ReadCancelled when cancel() answered True."""
+    path = Path(path)
+    if is_project(path):
+        return OpenedFile(path, project=read_ora(path, progress, cancel))
+    if progress:
+        progress(0, 1, path.name)
+    rgba = read_picture(path)
+    if cancel and cancel():
+        raise ReadCancelled()
+    return OpenedFile(path, picture=rgba)
+
+
+def load_into(doc: Document, opened: OpenedFile, belongs_to: Optional[tuple] = None) -> None:
+    """Replace doc's content with what was read (the GUI thread). `belongs_to` = (project path or
+    None, source path or None) when the content belongs elsewhere than the file it was read from
+    (a recovered autosave: Save writes to its project, never to the autosave)."""
+    if opened.project is not None:
+        data = opened.project
+        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata) for d in data.layers]
+        path, source = (opened.path, None) if belongs_to is None else belongs_to
+        doc.load_project(data.width, data.height, layers, data.edit_mask, data.points, path,
+                         data.active_index, source_path=source)
+    else:
+        # A picture opened directly is not a project yet: Save asks where the .ora goes.
+        doc.load_image(opened.picture, opened.path.stem, source_path=opened.path)
 
 
 def open_into(doc: Document, path) -> None:
     """Open a project or a picture into doc. Everything is read before doc changes, so a file that
     fails to read (OraError / core's InvalidInput) leaves the open document exactly as it was."""
-    path = Path(path)
-    if is_project(path):
-        data = read_ora(path)
-        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata) for d in data.layers]
-        doc.load_project(data.width, data.height, layers, data.edit_mask, data.points, path,
-                         data.active_index)
-    else:
-        rgba = read_picture(path)
-        # A picture opened directly is not a project yet: Save asks where the .ora goes.
-        doc.load_image(rgba, path.stem, source_path=path)
+    load_into(doc, read_file(path))
 
 
 def read_picture(path) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings
 
 MAX_RECENT = 10
+DEFAULT_AUTOSAVE_MIN = 5.0
 
 
 class AppSettings:
@@ -64,6 +65,23 @@ class AppSettings:
 
     def last_dir(self) -> str:
         return str(self._s.value("files/last_dir", str(Path.home())))
+
+    # autosave
+    def autosave_minutes(self) -> float:
+        """Minutes between autosaves of a modified document (0 = off). Default 5."""
+        try:
+            value = float(self._s.value("autosave/minutes", DEFAULT_AUTOSAVE_MIN))
+        except (TypeError, ValueError):
+            return DEFAULT_AUTOSAVE_MIN
+        return max(0.0, value)
+
+    def set_autosave_minutes(self, minutes: float) -> None:
+        self._s.setValue("autosave/minutes", float(minutes))
+
+    def recovery_folder(self) -> str | None:
+        """Where autosaves go when not the default (MALLEABLE_RECOVERY_DIR, then the user's data folder)."""
+        v = self._s.value("autosave/folder", "")
+        return str(v) if v else None
 
     # brush
     def brush(self) -> tuple[float, float]:

@@ -51,3 +51,12 @@ def ray_cluster():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def recovery_folder(tmp_path, monkeypatch):
+    """Every test's editor autosaves into its own folder, never the user's data folder, and finds
+    no other test's leftovers to offer."""
+    folder = tmp_path / "recovery"
+    monkeypatch.setenv("MALLEABLE_RECOVERY_DIR", str(folder))
+    return folder

@@ -60,7 +60,7 @@ def test_sizes_outside_limits_are_clear_errors(tmp_path):
 
 def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image at all")
-    with pytest.raises(InvalidInput, match="Cannot read"):
+    with pytest.raises(InvalidInput, match="bad.png is not a picture Malleable reads"):
         images.load_image(tmp_path / "bad.png")
     with pytest.raises(InvalidInput, match="not found"):
         images.load_image(tmp_path / "nope.png")

@@ -77,3 +77,27 @@ def show_about(parent) -> None:
     QMessageBox.about(parent, "About Malleable",
                       "<b>Malleable</b> 0.1<br>Edit pictures with Stable Diffusion while keeping their "
                       "structure. Results land on new layers; nothing is destroyed.")
+
+
+OPEN, LATER = "open", "later"
+
+
+def recover_box(parent, description: str) -> QMessageBox:
+    box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
+                      f"Malleable did not close normally last time. An autosaved document was found:\n\n"
+                      f"{description}", QMessageBox.StandardButton.NoButton, parent)
+    box.setInformativeText("Open it to continue where you left off, or discard it for good.")
+    open_ = box.addButton("Open", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(open_)
+    return box
+
+
+def ask_recover(parent, description: str) -> str:
+    """A document an earlier session left unsaved when it ended: OPEN, DISCARD or LATER (it is
+    offered again next time)."""
+    box = recover_box(parent, description)
+    box.exec()
+    clicked = box.clickedButton()
+    return {"Open": OPEN, "Discard": DISCARD}.get(clicked.text() if clicked else "", LATER)

@@ -182,7 +182,7 @@ def test_live_drag_through_five_positions_lands_one_layer(qtbot, win, errors):
     doc, panel, canvas = win.document, win.edit_panel, win.canvas
     controller = win.edit_session.controller
     panel.select_method("quick-drag")
-    panel.form.set_values({"steps": 6})
+    panel.form.set_values({"steps": 12})  # 8 denoising steps: a run outlasts the move to the next position
     panel.live_check.setChecked(True)
     assert panel.live
     canvas.set_tool(Tool.POINTS)
@@ -219,6 +219,7 @@ def test_live_drag_through_five_positions_lands_one_layer(qtbot, win, errors):
     finished_live = {job_id for job_id, r in results if r.origin.get("live")}
     assert [job_id for job_id, r in results if not r.origin.get("live")] == [live_jobs[-1].id]
     assert all(j.id in superseded or j.id in finished_live for j in live_jobs[:5])
+    assert superseded, "a new position stops the running edit"
     assert panel.stage_label.text().startswith("Done")
     doc.undo_stack.undo()  # the layer (and the handles it moved) in one step
     assert len(doc.layers) == n_layers

@@ -56,7 +56,7 @@ class Engine:
         model = self.load_model(request.model)
         if model.family not in method.families:
             label = model.family_info.label
-            raise InvalidInput(f"{method.label} does not work with {label} models"
+            raise InvalidInput(f"{method.plain_name} does not work with {label} models"
                                + (f": {method.family_note}" if method.family_note else "")
                                + f". Use a model of another family ({', '.join(method.families)}).")
         place = images.plan_working_size(*source.size, model.native_size, model.grid)

@@ -12,7 +12,9 @@ from .params import MethodParams
 @dataclass(frozen=True)
 class Method:
     name: str                 # CLI / project-file name, e.g. "pnp"
-    label: str                # what the GUI shows, e.g. "Restyle (PnP)"
+    # For people: "Plain name — one-line purpose (Paper)", e.g. "Restyle — keep the layout, change
+    # the look (Plug-and-Play)". The GUI shows the parts apart (plain_name, purpose, paper).
+    label: str
     params: type[MethodParams]
     run: Callable             # run(ctx: EditContext, params) -> MethodOutput
     stages: tuple[str, ...]   # progress stages in order
@@ -23,6 +25,24 @@ class Method:
     family_note: str = ""        # why a family is missing, for the refusal message and help text
     # Samplers it holds up with (core/schedule.py): few-step lcm/tcd only where measured to work.
     samplers: tuple[str, ...] = ("ddim",)
+    diagnostic: bool = False     # an engine check, not an artist's edit (the GUI: Tools ▸ Diagnostics)
+
+    @property
+    def plain_name(self) -> str:
+        """'Restyle': layer names ("Restyle 2") and messages."""
+        return self.label.split(" — ")[0].split(" (")[0].strip()
+
+    @property
+    def purpose(self) -> str:
+        """'keep the layout, change the look' ('' when the label has none)."""
+        _, sep, rest = self.label.partition(" — ")
+        return rest.rsplit(" (", 1)[0].strip() if sep else ""
+
+    @property
+    def paper(self) -> str:
+        """'Plug-and-Play': the published method it implements ('' when the label names none)."""
+        head, sep, tail = self.label.rpartition(" (")
+        return tail[:-1].strip() if sep and tail.endswith(")") else ""
 
 
 _METHODS: dict[str, Method] = {}

@@ -55,7 +55,7 @@ def check_sampler(method, sampler: str) -> None:
     if sampler not in SAMPLERS:
         raise InvalidInput(f"Unknown sampler '{sampler}': use {', '.join(SAMPLERS)}.")
     if sampler not in method.samplers:
-        raise InvalidInput(f"{method.label} does not hold up with the few-step {sampler.upper()} sampler: "
+        raise InvalidInput(f"{method.plain_name} does not hold up with the few-step {sampler.upper()} sampler: "
                            f"use {' or '.join(method.samplers)} for it.")
 
 

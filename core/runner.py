@@ -91,7 +91,9 @@ class Finished(Event):
 
 @dataclass(frozen=True)
 class ModelLoaded(Event):
-    description: str  # e.g. "demo on cpu (fp32)"
+    description: str        # e.g. "demo (Stable Diffusion 1.x) on cpu (fp32)"
+    few_step: bool = False  # an LCM/TCD model or LoRA: front ends offer the few-step sampler
+    family: str = ""        # "sd1", "sd2", "sdxl"
 
 
 @dataclass(frozen=True)
@@ -362,7 +364,8 @@ class LocalRunner:
                     job.cancel_token.check()  # raising inside the download aborts it
 
                 model = self.engine.load_model(job.spec, on_bytes)
-                self._emit(ModelLoaded(job, model.description))
+                self._emit(ModelLoaded(job, model.description, bool(getattr(model, "few_step", False)),
+                                       str(getattr(model, "family", ""))))
                 return
             result = self.engine.run(job.request, lambda p: self._emit(ProgressEvent(job, p)), job.cancel_token)
         except Cancelled as e:

@@ -8,12 +8,12 @@ _OPACITY_MERGE_ID = 1001
 
 
 class AddLayerCommand(QUndoCommand):
-    def __init__(self, doc, layer, index, text):
+    def __init__(self, doc, layer, index, text, activate=True):
         super().__init__(text)
-        self.doc, self.layer, self.index = doc, layer, index
+        self.doc, self.layer, self.index, self.activate = doc, layer, index, activate
 
     def redo(self):
-        self.doc._insert_layer(self.index, self.layer)
+        self.doc._insert_layer(self.index, self.layer, self.activate)
 
     def undo(self):
         self.doc._remove_layer(self.layer.id)
@@ -124,12 +124,14 @@ class LayerMaskPatchCommand(QUndoCommand):
 
 
 class SetPointsCommand(QUndoCommand):
-    def __init__(self, doc, old, new, text):
+    """One layer's point pairs before and after."""
+
+    def __init__(self, doc, layer_id, old, new, text):
         super().__init__(text)
-        self.doc, self.old, self.new = doc, list(old), list(new)
+        self.doc, self.layer_id, self.old, self.new = doc, layer_id, tuple(old), tuple(new)
 
     def redo(self):
-        self.doc._set_points(self.new)
+        self.doc._set_points(self.layer_id, self.new)
 
     def undo(self):
-        self.doc._set_points(self.old)
+        self.doc._set_points(self.layer_id, self.old)

@@ -1,5 +1,9 @@
 """The document: layers, per-layer masks, the edit mask, handle/target point pairs and their history.
 
+Point pairs belong to a layer (the picture they were placed on): the canvas shows and edits the
+active layer's, an edit uses its source layer's, and a drag's result carries its handles where
+they ended.
+
 Widgets observe it through signals and change it only through its methods, each of which pushes
 one QUndoCommand, so every change is one Ctrl+Z away. Pixels are numpy arrays in image coordinates:
 layers RGBA uint8 (HxWx4), masks uint8 (HxW, 255 = editable / shown).
@@ -34,13 +38,15 @@ class Layer:
     opacity: float = 1.0
     mask: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    points: tuple = ()  # (handle_x, handle_y, target_x, target_y) pairs in image pixels
+    group: str = ""     # layers sharing a group name are one set of variations (editor_app/variations.py)
     id: int = field(default_factory=lambda: next(_layer_ids))
     # Bumped whenever pixels or mask change, so render caches know when to rebuild.
     revision: int = 0
 
     def copy(self, name: str | None = None) -> "Layer":
         return Layer(name or self.name, self.pixels.copy(), self.visible, self.opacity,
-                     None if self.mask is None else self.mask.copy(), dict(self.metadata))
+                     None if self.mask is None else self.mask.copy(), dict(self.metadata), self.points, self.group)
 
 
 def fit_to_canvas(rgba: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -77,7 +83,6 @@ class Document(QObject):
         self._layers: list[Layer] = []
         self._active_id = -1
         self._edit_mask = np.zeros((0, 0), np.uint8)
-        self._points: list[tuple[float, float, float, float]] = []
         self.file_path: Path | None = None    # the .ora project, once there is one
         self.source_path: Path | None = None  # what was opened (a picture or the project)
         # Which picture this is: a new one whenever the document is replaced (open, new, close), so
@@ -95,14 +100,17 @@ class Document(QObject):
 
     def load_project(self, width, height, layers, edit_mask, points, path=None, active_index=None,
                      source_path=None):
+        """points: pairs for the active layer when it has none of its own (projects from before
+        points were kept per layer)."""
         self._width, self._height = int(width), int(height)
         self._layers = list(layers)
         self._edit_mask = (np.zeros((self._height, self._width), np.uint8) if edit_mask is None
                            else np.ascontiguousarray(edit_mask, np.uint8).copy())
-        self._points = [tuple(float(v) for v in p) for p in points]
         if active_index is None or not 0 <= active_index < len(self._layers):
             active_index = len(self._layers) - 1
         self._active_id = self._layers[active_index].id if self._layers else -1
+        if points and self._layers and not self._layers[active_index].points:
+            self._layers[active_index].points = tuple(tuple(float(v) for v in p) for p in points)
         self.file_path = Path(path) if path else None
         self.source_path = Path(source_path) if source_path else self.file_path
         self.identity = uuid.uuid4().hex
@@ -171,8 +179,7 @@ class Document(QObject):
         """Selecting a layer is a view choice, not a document change: no undo entry."""
         lid = getattr(layer_or_id, "id", layer_or_id)
         if lid != self._active_id and any(l.id == lid for l in self._layers):
-            self._active_id = lid
-            self.active_layer_changed.emit(lid)
+            self._activate(lid)
 
     def active_layer_pixels(self) -> np.ndarray | None:
         layer = self.active_layer
@@ -194,33 +201,50 @@ class Document(QObject):
         view.flags.writeable = False
         return view
 
-    def point_pairs(self) -> list[tuple[float, float, float, float]]:
-        """(handle_x, handle_y, target_x, target_y) in image pixels, in the order they were made."""
-        return list(self._points)
+    def point_pairs(self, layer_or_id=None) -> list[tuple[float, float, float, float]]:
+        """The active layer's (or the given layer's) pairs, (handle_x, handle_y, target_x, target_y)
+        in image pixels, in the order they were made."""
+        if layer_or_id is None:
+            layer = self.active_layer
+        else:
+            layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        return [] if layer is None else list(layer.points)
 
     # ----------------------------------------------------------------- layer changes (undoable)
     def add_layer(self, rgba: np.ndarray, name: str, index: int | None = None,
-                  metadata: dict | None = None, mask: np.ndarray | None = None) -> Layer:
+                  metadata: dict | None = None, mask: np.ndarray | None = None, points=(), group: str = "",
+                  activate: bool = True) -> Layer:
         """A new layer above the active one (or at index); pictures of another size are centred."""
         layer = Layer(name, fit_to_canvas(rgba, self._width, self._height), metadata=dict(metadata or {}),
-                      mask=None if mask is None else self._checked_mask(mask))
+                      mask=None if mask is None else self._checked_mask(mask), points=self._checked_points(points),
+                      group=group)
         if index is None:
             active = self.active_layer
             index = self.index_of(active) + 1 if active else len(self._layers)
-        self.undo_stack.push(commands.AddLayerCommand(self, layer, index, f"Add Layer “{name}”"))
+        self.undo_stack.push(commands.AddLayerCommand(self, layer, index, f"Add Layer “{name}”", activate))
         return layer
 
     def add_result_layer(self, rgba: np.ndarray, name: str, metadata: dict, above=None,
-                         mask: np.ndarray | None = None) -> Layer:
-        """What an edit produces: a new layer just above its source layer, one undo entry.
+                         mask: np.ndarray | None = None, points=(), group: str = "", on_top: bool = False,
+                         activate: bool = False) -> Layer:
+        """What an edit produces, one undo entry: a new layer above its source layer and the results
+        already stacked on it (so it is never hidden under an earlier result of the same source),
+        or on top of everything (an edit of the visible picture). The active layer stays the edit
+        target unless `activate`.
 
         metadata is {"method": ..., "params": {...}}; it is saved with the project."""
         if rgba.shape[:2] != (self._height, self._width):
             raise ValueError(f"result is {rgba.shape[1]}x{rgba.shape[0]}, the document {self._width}x{self._height}")
-        if above is None:
-            above = self.active_layer
-        index = self.index_of(above) + 1 if above is not None else len(self._layers)
-        return self.add_layer(rgba, name, index=index, metadata=metadata, mask=mask)
+        if on_top:
+            index = len(self._layers)
+        else:
+            if above is None:
+                above = self.active_layer
+            index = self.index_of(above) + 1 if above is not None else len(self._layers)
+            while index < len(self._layers) and self._layers[index].metadata.get("method"):
+                index += 1
+        return self.add_layer(rgba, name, index=index, metadata=metadata, mask=mask, points=points, group=group,
+                              activate=activate)
 
     def duplicate_layer(self, layer_or_id) -> Layer:
         src = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
@@ -244,8 +268,22 @@ class Document(QObject):
         self._set_property(layer_or_id, "name", name.strip() or "Layer", "Rename Layer")
 
     def set_layer_visible(self, layer_or_id, visible: bool) -> None:
-        self._set_property(layer_or_id, "visible", bool(visible),
-                           "Show Layer" if visible else "Hide Layer")
+        """Showing one of a group of variations hides the others (one undo entry): they are
+        alternatives, seen one at a time."""
+        layer = self.layer_by_id(getattr(layer_or_id, "id", layer_or_id))
+        others = [l for l in self._layers if visible and layer.group and l.group == layer.group
+                  and l is not layer and l.visible]
+        if not others:
+            self._set_property(layer, "visible", bool(visible), "Show Layer" if visible else "Hide Layer")
+            return
+        self.undo_stack.beginMacro("Pick Variation")
+        for other in others:
+            self._set_property(other, "visible", False, "Hide Layer")
+        self._set_property(layer, "visible", True, "Show Layer")
+        self.undo_stack.endMacro()
+
+    def set_layer_group(self, layer_or_id, group: str) -> None:
+        self._set_property(layer_or_id, "group", str(group), "Ungroup Layer" if not group else "Group Layer")
 
     def set_layer_opacity(self, layer_or_id, opacity: float) -> None:
         self._set_property(layer_or_id, "opacity", max(0.0, min(1.0, float(opacity))), "Layer Opacity")
@@ -330,41 +368,49 @@ class Document(QObject):
         return MaskStroke(self, erase, None if layer is None else layer.id)
 
     # ----------------------------------------------------------------- points (undoable)
+    # All on the active layer's pairs; without a layer there is nothing to put points on.
+    def _push_points(self, pairs, text: str) -> None:
+        layer = self.active_layer
+        if layer is not None:
+            self.undo_stack.push(commands.SetPointsCommand(self, layer.id, layer.points,
+                                                           self._checked_points(pairs), text))
+
     def add_point_pair(self, hx: float, hy: float, tx: float, ty: float) -> None:
-        pairs = self._points + [(float(hx), float(hy), float(tx), float(ty))]
-        self.undo_stack.push(commands.SetPointsCommand(self, self._points, pairs, "Add Point Pair"))
+        self._push_points(self.point_pairs() + [(hx, hy, tx, ty)], "Add Point Pair")
 
     def move_point(self, index: int, end: str, x: float, y: float) -> None:
-        hx, hy, tx, ty = self._points[index]
-        moved = (float(x), float(y), tx, ty) if end == HANDLE else (hx, hy, float(x), float(y))
-        pairs = list(self._points)
-        pairs[index] = moved
-        text = "Move Handle Point" if end == HANDLE else "Move Target Point"
-        self.undo_stack.push(commands.SetPointsCommand(self, self._points, pairs, text))
+        pairs = self.point_pairs()
+        hx, hy, tx, ty = pairs[index]
+        pairs[index] = (x, y, tx, ty) if end == HANDLE else (hx, hy, x, y)
+        self._push_points(pairs, "Move Handle Point" if end == HANDLE else "Move Target Point")
 
     def remove_point_pairs(self, indices) -> None:
         drop = set(indices)
         if drop:
-            pairs = [p for i, p in enumerate(self._points) if i not in drop]
-            text = "Delete Point Pair" if len(drop) == 1 else "Delete Point Pairs"
-            self.undo_stack.push(commands.SetPointsCommand(self, self._points, pairs, text))
+            pairs = [p for i, p in enumerate(self.point_pairs()) if i not in drop]
+            self._push_points(pairs, "Delete Point Pair" if len(drop) == 1 else "Delete Point Pairs")
 
     def clear_point_pairs(self) -> None:
-        if self._points:
-            self.undo_stack.push(commands.SetPointsCommand(self, self._points, [], "Clear Points"))
+        if self.point_pairs():
+            self._push_points([], "Clear Points")
 
     def set_point_pairs(self, pairs, text: str = "Move Points") -> None:
-        """Replace all pairs at once (an edit that moved its handles calls this), one undo entry."""
-        new = [tuple(float(v) for v in p) for p in pairs]
+        """Replace all of the active layer's pairs at once, one undo entry."""
+        self._push_points(pairs, text)
+
+    @staticmethod
+    def _checked_points(pairs) -> tuple:
+        new = tuple(tuple(float(v) for v in p) for p in pairs)
         if any(len(p) != 4 or not all(math.isfinite(v) for v in p) for p in new):
             raise ValueError("point pairs are (hx, hy, tx, ty) finite numbers")
-        self.undo_stack.push(commands.SetPointsCommand(self, self._points, new, text))
+        return new
 
     # ----------------------------------------------------------------- used by commands only
-    def _insert_layer(self, index: int, layer: Layer) -> None:
+    def _insert_layer(self, index: int, layer: Layer, activate: bool = True) -> None:
         self._layers.insert(index, layer)
         self.layers_changed.emit()
-        self._activate(layer.id)
+        if activate or self.active_layer is None:
+            self._activate(layer.id)
 
     def _remove_layer(self, layer_id: int) -> int:
         i = self.index_of(layer_id)
@@ -388,8 +434,11 @@ class Document(QObject):
         self.layer_changed.emit(layer_id)
 
     def _activate(self, layer_id: int) -> None:
+        changed = layer_id != self._active_id
         self._active_id = layer_id
         self.active_layer_changed.emit(layer_id)
+        if changed:
+            self.points_changed.emit()  # the points shown are the active layer's
 
     def _put_mask_patch(self, rect, patch: np.ndarray) -> None:
         x, y, w, h = rect
@@ -403,9 +452,12 @@ class Document(QObject):
         layer.revision += 1
         self.layer_changed.emit(layer_id)
 
-    def _set_points(self, pairs) -> None:
-        self._points = list(pairs)
-        self.points_changed.emit()
+    def _set_points(self, layer_id: int, pairs) -> None:
+        self.layer_by_id(layer_id).points = tuple(pairs)
+        if layer_id != self._active_id:
+            self._activate(layer_id)  # an undo shows the points it changed
+        else:
+            self.points_changed.emit()
 
 
 class MaskStroke:

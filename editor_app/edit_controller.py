@@ -30,6 +30,7 @@ class EditController(QObject):
     queue_changed = Signal(int)            # edits waiting behind the current one
     model_loaded = Signal(str)             # description, e.g. "demo on cpu (fp32)"
     model_failed = Signal(str, str)        # error kind, message
+    model_spec_changed = Signal(object)    # the ModelSpec new requests are built with
     download_progress = Signal(int, int)   # bytes done, bytes total
     device_status = Signal(object)         # core.runner.DeviceStatus, after every job
 
@@ -38,6 +39,7 @@ class EditController(QObject):
         self.runner = runner if runner is not None else LocalRunner(engine)
         self.model_spec = ModelSpec()      # what new requests are built with
         self._loaded_spec = self.model_spec
+        self.loaded: Optional[ModelLoaded] = None  # the last model the runner loaded (description, few_step)
         self._edits: list[Job] = []        # submitted and not ended, in submission order
         self._started: set[int] = set()
         self._load: Optional[Job] = None   # the newest model load not ended
@@ -70,12 +72,13 @@ class EditController(QObject):
         return self.runner.busy
 
     # ---- edits ---------------------------------------------------------------------------------
-    def submit(self, request: EditRequest) -> Job:
+    def submit(self, request: EditRequest, supersede: bool = True) -> Job:
         # A newer request for the same method replaces one waiting behind the current edit. The
         # current one is never replaced, even before the runner took it up (behind a model load):
-        # what the user ran first runs, then the newest settings.
-        for waiting in self.queue:
-            if waiting.request.method == request.method:
+        # what the user ran first runs, then the newest settings. Variations (supersede=False, a
+        # "variation" origin) are a batch the user asked for as a whole: they are never replaced.
+        for waiting in self.queue if supersede else ():
+            if waiting.request.method == request.method and "variation" not in waiting.request.origin:
                 self.runner.cancel(waiting)
         job = self.runner.submit(request, key=f"edit:{request.method}", supersede=Supersede.NONE)
         self._track(job)  # Queued already did this (it is emitted on this thread); kept for any runner
@@ -99,6 +102,7 @@ class EditController(QObject):
         """Load (or keep) a model on the runner; requests built from now on name it."""
         self.model_spec = spec
         self._load = self.runner.load_model(spec)
+        self.model_spec_changed.emit(spec)
         return self._load
 
     def cancel_model_load(self) -> None:
@@ -190,6 +194,7 @@ class EditController(QObject):
             self._load = None
         if isinstance(ev, ModelLoaded):
             self._loaded_spec = job.spec
+            self.loaded = ev
             if latest:
                 self.model_loaded.emit(ev.description)
             return
@@ -197,6 +202,7 @@ class EditController(QObject):
             return
         if latest and self.model_spec == job.spec:
             self.model_spec = self._loaded_spec  # edits go on with the model that is still there
+            self.model_spec_changed.emit(self.model_spec)
         if isinstance(ev, JobCancelled):
             self.model_failed.emit("cancelled", "Model loading cancelled; the previous model is still in use.")
         else:

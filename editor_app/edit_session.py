@@ -9,6 +9,7 @@ document was closed or replaced is never put into another one: the window is tol
 The window owns one EditSession; the session owns the EditController (and so the job runner)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -19,8 +20,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core import EditRequest, InvalidInput
 from core.registry import get_method
+from widgets import fast_mode
 from widgets.qimage import rgb_to_qimage, rgba_to_qimage
 
+from .demo_notice import notice_for
 from .edit_controller import EditController
 
 log = logging.getLogger(__name__)
@@ -31,11 +34,6 @@ LAYER_PREFIX = "Layer: "  # path fields may name a document layer instead of a f
 FINISH_TIMEOUT_S = 15.0
 FINISH_POLL_MS = 50
 LIVE_KEY = "live-drag"  # the runner key of live edits: the newest position supersedes the running one
-
-
-def short_label(label: str) -> str:
-    """'Restyle (PnP)' -> 'Restyle': layer names read "Restyle 1", "Drag 3"."""
-    return label.split(" (")[0]
 
 
 class EditSession(QObject):
@@ -51,8 +49,14 @@ class EditSession(QObject):
         self.show_error = show_error
         self.controller = EditController(engine, self, runner=runner)
         self.result_counts: Counter = Counter()
+        # Edit the visible picture (every visible layer together) instead of the active layer.
+        self.edit_visible = False
         self._finish_timer: Optional[QTimer] = None
         panel.run_requested.connect(self.run)
+        if hasattr(panel, "variations_requested"):
+            panel.variations_requested.connect(self.run_variations)
+        if hasattr(panel, "visible_picture_toggled"):
+            panel.visible_picture_toggled.connect(self.set_edit_visible)
         panel.cancel_requested.connect(self.controller.cancel)
         self.controller.started.connect(lambda job: panel.set_busy(True))
         self.controller.busy_changed.connect(self._on_busy)
@@ -64,13 +68,45 @@ class EditSession(QObject):
         canvas.point_drag_finished.connect(self._on_point_released)
         self._live_dragging = False
         document.points_changed.connect(self._sync_points)
+        document.reset.connect(self._sync_points)
         document.layers_changed.connect(self._sync_layer_choices)
         document.reset.connect(self._sync_layer_choices)
         document.reset.connect(lambda: canvas.set_preview(None))  # a preview of the old picture
+        # The demo-on-a-photo notice follows the picture and the model; many changes in a row (an
+        # opacity drag) are read once, when they stop.
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.setInterval(150)
+        self._notice_timer.timeout.connect(self.update_notice)
+        for signal in (document.reset, document.layers_changed, document.active_layer_changed,
+                       document.layer_changed, self.controller.model_spec_changed):
+            signal.connect(lambda *_: self._notice_timer.start())
         self._sync_points()
         self._sync_layer_choices()
+        self.update_notice()
 
     # ---- building a request from the document ----------------------------------------------------
+    def set_edit_visible(self, on: bool) -> None:
+        self.edit_visible = bool(on)
+        self._notice_timer.start()
+
+    def update_notice(self) -> None:
+        """The Edit panel's notice for the picture an edit would take now, with the model it names."""
+        show = getattr(self.panel, "show_notice", None)
+        if show is None:
+            return
+        layer = self.doc.active_layer
+        if layer is None:
+            picture = None
+        else:
+            picture = self.doc.composite_rgba() if self.edit_visible else layer.pixels
+        try:
+            text = notice_for(self.controller.model_spec.source, picture)
+        except Exception:  # a hint only: never an exception out of a slot
+            log.exception("reading the picture for the demo notice failed")
+            text = None
+        show(text)
+
     def _sync_points(self) -> None:
         pairs = self.doc.point_pairs()
         for form in self.panel.forms.values():
@@ -96,9 +132,12 @@ class EditSession(QObject):
                 inputs[name] = self.doc.layer_pixels(layer)
         return inputs
 
-    def build_request(self, method_name: str, values: dict, points=None, live: bool = False) -> EditRequest:
-        """`points`: the pairs to use instead of the document's (a point still being dragged);
-        `live`: the result is a preview, never a layer (its origin says so)."""
+    def build_request(self, method_name: str, values: dict, origin_extra: Optional[dict] = None,
+                      fast: bool = False, points=None) -> EditRequest:
+        """The edit of the active layer (its pixels and its points), or of the visible picture when
+        `edit_visible`; the result is routed back by the origin. fast: the few-step LCM sampler with
+        its steps and guidance (widgets/fast_mode.py). points: the pairs to use instead of the
+        layer's (a point still being dragged)."""
         if self.doc.is_empty:
             raise InvalidInput("Open an image first (File ▸ Open…).")
         layer = self.doc.active_layer
@@ -108,33 +147,63 @@ class EditSession(QObject):
         values = dict(values)
         if method.uses_points:
             values["points"] = self.doc.point_pairs() if points is None else list(points)
+        if fast:
+            values.update(fast_mode.changes(method))
         params = method.params.from_dict(values)
         mask8 = self.doc.edit_mask_array()
         mask = (mask8.astype(np.float32) / 255.0) if mask8.max() > 0 else None
-        pixels = self.doc.layer_pixels(layer)
-        if pixels[..., 3].max() == 0:
-            raise InvalidInput(f"Layer “{layer.name}” is empty: select a layer with a picture on it.")
+        if self.edit_visible:
+            pixels = self.doc.composite_rgba()
+            if pixels[..., 3].max() == 0:
+                raise InvalidInput("Nothing is visible: show a layer (its check box in the Layers panel).")
+        else:
+            pixels = self.doc.layer_pixels(layer)
+            if pixels[..., 3].max() == 0:
+                raise InvalidInput(f"Layer “{layer.name}” is empty: select a layer with a picture on it.")
+        origin = {"document": self.doc.identity, "layer": layer.id, **(origin_extra or {})}
+        if self.edit_visible:
+            origin["visible"] = True
         return EditRequest(method.name, pixels, params, mask=mask, model=self.controller.model_spec,
-                           inputs=self._layer_inputs(method, values),
-                           origin={"document": self.doc.identity, "layer": layer.id, **({"live": True} if live else {})})
+                           inputs=self._layer_inputs(method, values), origin=origin,
+                           sampler=fast_mode.SAMPLER if fast else "ddim")
 
     def run(self, method_name: str, values: dict):
         try:
-            request = self.build_request(method_name, values)
+            request = self.build_request(method_name, values, fast=getattr(self.panel, "fast", False))
         except InvalidInput as e:
             self.show_error("Cannot run this edit", str(e))
             return None
         job = self.controller.submit(request)
         if job is not self.controller.running:
-            label = get_method(request.method).label
+            label = get_method(request.method).plain_name
             self.status.emit(f"{label} queued: it starts when the running edit ends.")
         return job
+
+    def run_variations(self, method_name: str, values: dict, count: int):
+        """The same edit with `count` seeds (the form's seed, then the next ones); the results land
+        as one group of layers, the first shown, to pick from (editor_app/variations.py)."""
+        method = get_method(method_name)
+        seed = int(values.get("seed", 0) or 0)
+        self.result_counts[method.name] += 1
+        group = f"{method.plain_name} {self.result_counts[method.name]}"
+        fast = getattr(self.panel, "fast", False)
+        try:
+            requests = [self.build_request(method_name, {**values, "seed": seed + k}, fast=fast,
+                                           origin_extra={"variation": {"group": group, "index": k, "of": count,
+                                                                       "seed": seed + k}})
+                        for k in range(count)]
+        except InvalidInput as e:
+            self.show_error("Cannot run this edit", str(e))
+            return []
+        jobs = [self.controller.submit(r, supersede=False) for r in requests]  # a batch: none replaces another
+        self.status.emit(f"{group}: {count} variations queued; they land as a group of layers to pick from.")
+        return jobs
 
     # ---- live editing ----------------------------------------------------------------------------
     def _on_point_moving(self, index: int, end: str, x: float, y: float) -> None:
         """With Live on, every new position of a dragged target re-runs the edit at once: the request
         supersedes the running one at its next step, and its first preview (the warp, before any
-        denoising pass) shows on the canvas."""
+        denoising pass) shows on the canvas. A live run's origin says "live": it never lands."""
         if not self.panel.live or end != "target":
             return
         pairs = list(self.doc.point_pairs())
@@ -143,7 +212,8 @@ class EditSession(QObject):
         hx, hy, _, _ = pairs[index]
         pairs[index] = (hx, hy, x, y)
         try:
-            request = self.build_request(self.panel.method.name, self.panel.form.values(), points=pairs, live=True)
+            request = self.build_request(self.panel.method.name, self.panel.form.values(), {"live": True},
+                                         fast=getattr(self.panel, "fast", False), points=pairs)
         except InvalidInput:
             return  # e.g. the target passes over its handle: that position is skipped, the next one runs
         self._live_dragging = True
@@ -156,7 +226,8 @@ class EditSession(QObject):
             return
         self._live_dragging = False
         try:
-            request = self.build_request(self.panel.method.name, self.panel.form.values())
+            request = self.build_request(self.panel.method.name, self.panel.form.values(),
+                                         fast=getattr(self.panel, "fast", False))
         except InvalidInput as e:
             self.show_error("Cannot run this edit", str(e))
             return
@@ -176,7 +247,8 @@ class EditSession(QObject):
         if job.origin.get("live") and ev.message == "reused":
             return  # a cache's look at the source picture: while dragging it would only flicker
         if ev.preview is not None and self._is_current(job.origin):
-            self.canvas.set_preview(rgb_to_qimage(ev.preview))
+            # Inside the request's mask only, over the picture: what the edit can change.
+            self.canvas.set_preview(rgb_to_qimage(ev.preview), job.request.mask)
 
     def _on_result(self, job, result) -> None:
         self.canvas.set_preview(None)
@@ -192,48 +264,63 @@ class EditSession(QObject):
             # A live run that finished before the next position superseded it: its picture is the
             # best preview there is until the point is let go; it never becomes a layer.
             if self._is_current(result.origin):
-                self.canvas.set_preview(rgba_to_qimage(np.asarray(result.image.convert("RGBA"))))
+                self.canvas.set_preview(rgba_to_qimage(np.asarray(result.image.convert("RGBA"))), job.request.mask)
             self.panel.show_done(f"Live: {result.seconds:.1f} s")
             return
         method = get_method(result.method)
-        self.result_counts[method.name] += 1
-        name = f"{short_label(method.label)} {self.result_counts[method.name]}"
+        variation = result.origin.get("variation")
+        if variation:  # its number was given when the group was queued
+            group = variation["group"]
+            name = f"{group} · seed {variation['seed']}"
+        else:
+            group = ""
+            self.result_counts[method.name] += 1
+            name = f"{method.plain_name} {self.result_counts[method.name]}"
         if not self._is_current(result.origin):
             self.panel.show_done(f"Done: {name}, for a picture no longer open")
             self.orphan_result.emit(result, name)
             return
-        self._add_result(job.request, result, name)
+        # A group of variations shows one at a time: the first to arrive, until another is picked.
+        visible = not (group and any(layer.group == group for layer in self.doc.layers))
+        self._add_result(job.request, result, name, group, visible)
         self.panel.show_done(f"Done: {name} ({result.seconds:.1f} s)")
         self.status.emit(f"{name} added ({result.seconds:.1f} s)")
 
-    def _add_result(self, request: EditRequest, result, name: str) -> None:
-        """The result as a layer above its source (on top when the source layer was deleted), and
-        a drag's handles moved to where they ended: one undo entry, or nothing at all."""
+    def _add_result(self, request: EditRequest, result, name: str, group: str = "", visible: bool = True) -> None:
+        """The result as a layer above its source and the results already on it (on top when the
+        source layer was deleted, or the edit was of the visible picture), carrying the source's
+        point pairs, a drag's with their handles where they ended: one undo entry, or nothing at
+        all. The source stays the edit target; after an edit of the visible picture the result,
+        now the top of what is seen, becomes the active layer (its points are the current ones)."""
         doc = self.doc
         rgba = np.asarray(result.image.convert("RGBA")).copy()
         if rgba.shape[:2] != (doc.height, doc.width):
             raise ValueError(f"it is {rgba.shape[1]}×{rgba.shape[0]} px and the picture {doc.width}×{doc.height} px")
         mask = None if request.mask is None else np.round(request.mask * 255.0).astype(np.uint8)
         metadata = {"method": result.method, "params": result.params, "model": result.model_id,
-                    "seconds": round(result.seconds, 2)}
+                    "seconds": round(result.seconds, 2),
+                    # The whole model choice, LoRA files and scales included: saved with the project.
+                    "model_spec": dataclasses.asdict(request.model), "sampler": request.sampler}
         if "handles" in result.info:
             metadata["handles"] = result.info["handles"]
         try:
-            above = doc.layer_by_id(result.origin.get("layer"))
+            source = doc.layer_by_id(result.origin.get("layer"))
         except KeyError:
-            above = None
+            source = None
+        on_visible = bool(result.origin.get("visible"))
+        pairs = doc.point_pairs(source) if source is not None else []
         points = tuple(getattr(request.params, "points", ()) or ())
         handles = result.info.get("handles")
-        moved = None
         if handles and points and len(handles) == len(points):
             # The handles now sit where the drag took them; targets stay.
-            moved = [(float(h[0]), float(h[1]), p[2], p[3]) for h, p in zip(handles, points)]
+            pairs = [(float(h[0]), float(h[1]), p[2], p[3]) for h, p in zip(handles, points)]
         stack = doc.undo_stack
         stack.beginMacro(name)
         try:
-            doc.add_result_layer(rgba, name, metadata, above=above, mask=mask)
-            if moved is not None:
-                doc.set_point_pairs(moved, text="Move Handles to Result")
+            layer = doc.add_result_layer(rgba, name, metadata, above=source, mask=mask, points=pairs, group=group,
+                                         on_top=on_visible or source is None, activate=on_visible)
+            if not visible:
+                doc.set_layer_visible(layer, False)
         except Exception:
             stack.endMacro()
             stack.undo()  # roll back whatever part was done: the document is as it was
@@ -284,4 +371,5 @@ class EditSession(QObject):
         return self._finish_timer is not None and self._finish_timer.isActive()
 
     def shutdown(self) -> None:
+        self._notice_timer.stop()
         self.controller.shutdown()

@@ -62,6 +62,10 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .platform_check import check
+
+    if check():  # Qt's xcb plugin would abort with no word of what is missing: say it, exit 2
+        return 2
     app = make_application()
 
     from .main_window import MainWindow
@@ -80,10 +84,17 @@ def main(argv=None) -> int:
 
     window = MainWindow(AppSettings())
     window.restore_window_state()
-    window.show()
     if args.file:
+        # Before show(): the reading runs a local event loop (progress and Cancel), and a window
+        # closed inside it would ask the application to quit before app.exec() started, which
+        # then never returns.
         window.open_path(args.file)
-    return app.exec()
+    window.show()
+    code = app.exec()
+    # The window is gone; a model load it left running ends before the interpreter does (from the
+    # interpreter's exit on, the loaders' thread pools refuse work and the load would fail noisily).
+    window.edit_session.controller.runner.shutdown(wait=True)
+    return code
 
 
 if __name__ == "__main__":

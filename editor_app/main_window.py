@@ -89,6 +89,12 @@ class MainWindow(QMainWindow):
         session.orphan_result.connect(self.files.open_orphan_result)
         ctl = session.controller
         ctl.model_loaded.connect(self.status.model_loaded)
+        # Remembered once it loaded: a choice that fails is never what the next start tries first.
+        ctl.model_loaded.connect(lambda _description: self.settings.save_model_spec(ctl.model_spec))
+        panel.visible_check.setChecked(self.settings.edit_visible())
+        panel.visible_picture_toggled.connect(self.settings.save_edit_visible)
+        panel.notice_action.connect(self.ask_model)  # "the demo only knows simple shapes": choose a model
+        ctl.model_loaded.connect(lambda _description: panel.set_few_step_model(ctl.loaded.few_step))
         ctl.model_failed.connect(self._on_model_failed)
         ctl.download_progress.connect(self.status.download_progress)
         ctl.device_status.connect(self.status.device_status)
@@ -101,27 +107,29 @@ class MainWindow(QMainWindow):
         self.edit_dock.setWidget(widget)
         old.deleteLater()
 
+    def run_diagnostic(self, method_name: str):
+        """An engine check (Tools ▸ Diagnostics) on the edit target, with the method's defaults."""
+        return self.edit_session.run(method_name, {})
+
     # ---- models ----------------------------------------------------------------------------------
     def settings_model_spec(self):
-        from core import ModelSpec
-
-        return ModelSpec()
+        """The model the last session loaded (the demo on a first start)."""
+        return self.settings.model_spec()
 
     def ask_model(self) -> None:
         from widgets.model_dialog import ModelDialog
 
-        dlg = ModelDialog(self.edit_session.controller.model_spec, self)
-        if dlg.exec():
+        ctl = self.edit_session.controller
+        dlg = ModelDialog(ctl.model_spec, self, loaded=ctl.loaded.description if ctl.loaded else "")
+        # Deleted after use (later, so it can still be read here): left to the window, it crashed at quit.
+        if dialogs.exec_once(dlg):
             spec = dlg.spec()
             self.status.model_loading(spec.source)
             self.edit_session.controller.load_model(spec)
 
     def show_model_help(self) -> None:
-        try:
-            from .first_run import FIRST_RUN_MODEL_HELP as text
-        except ImportError:
-            text = ("Choose File ▸ Model… to download Stable Diffusion 1.5 "
-                    "(stable-diffusion-v1-5/stable-diffusion-v1-5) or open a .safetensors file you have.")
+        from .first_run import FIRST_RUN_MODEL_HELP as text
+
         if self.interactive:
             dialogs.show_info(self, "Getting Stable Diffusion", text)
 
@@ -193,6 +201,7 @@ class MainWindow(QMainWindow):
             return
         if self.autosave is not None:
             self.autosave.close_clean()  # a clean exit: nothing to recover next time
+        self.status.window_closing()
         event.accept()
 
     def dragEnterEvent(self, event) -> None:

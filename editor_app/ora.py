@@ -1,6 +1,6 @@
 """OpenRaster (.ora) project files: a zip of PNG layers and stack.xml that Krita, GIMP and MyPaint
-open, plus Malleable's own entries under malleable/ (edit mask, point pairs, layer masks, the edit
-parameters of each result layer).
+open, plus Malleable's own entries under malleable/ (edit mask, each layer's point pairs, layer
+masks, the edit parameters of each result layer).
 
 Other programs see each layer with its layer mask already applied to alpha, so the picture looks
 the same everywhere; Malleable keeps the unmasked pixels beside it so nothing is lost on reopening.
@@ -59,6 +59,8 @@ class LayerData:
     opacity: float = 1.0
     mask: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    points: list = field(default_factory=list)  # this layer's (hx, hy, tx, ty) pairs
+    group: str = ""                             # a set of variations it belongs to
 
 
 @dataclass
@@ -67,6 +69,8 @@ class ProjectData:
     height: int
     layers: list[LayerData]          # bottom to top
     edit_mask: np.ndarray | None = None
+    # Pairs for the active layer from a project written before layers kept their own (read only;
+    # written as the active layer's pairs, so an older Malleable still finds them).
     points: list = field(default_factory=list)
     active_index: int | None = None
 
@@ -89,7 +93,9 @@ def write_ora(path, project: ProjectData, backup: bool = False) -> None:
     meta_layers = []
     for i, layer in enumerate(project.layers):
         src = f"data/layer{i:03d}.png"
-        meta = {"src": src, "metadata": layer.metadata}
+        meta = {"src": src, "metadata": layer.metadata, "points": [list(map(float, p)) for p in layer.points]}
+        if layer.group:
+            meta["group"] = layer.group
         entries.append((src, encode_png(apply_mask(layer.pixels, layer.mask))))
         if layer.mask is not None:
             meta["unmasked"] = f"malleable/layers/layer{i:03d}.png"
@@ -103,7 +109,18 @@ def write_ora(path, project: ProjectData, backup: bool = False) -> None:
             "visibility": "visible" if layer.visible else "hidden",
             "composite-op": "svg:src-over",
         })
-        stack.insert(0, el)  # stack.xml lists the top layer first
+        # stack.xml lists the top layer first. Variations of one group (consecutive) go into a
+        # nested stack, which other programs show as a layer group.
+        below = stack[0] if len(stack) else None
+        if layer.group and below is not None and below.tag == "stack" and below.get("name") == layer.group:
+            below.insert(0, el)
+        elif layer.group:
+            group = ET.Element("stack", {"name": layer.group, "visibility": "visible", "opacity": "1",
+                                         "isolation": "auto", "composite-op": "svg:src-over"})
+            group.append(el)
+            stack.insert(0, group)
+        else:
+            stack.insert(0, el)
     image = ET.Element("image", {"version": "0.0.5", "w": str(w), "h": str(h),
                                  "xres": "72", "yres": "72"})
     image.append(stack)
@@ -114,7 +131,8 @@ def write_ora(path, project: ProjectData, backup: bool = False) -> None:
     meta_doc = {
         "format": "malleable", "version": META_VERSION,
         "edit_mask": "malleable/edit_mask.png",
-        "points": [list(map(float, p)) for p in project.points],
+        "points": [list(map(float, p)) for p in (project.layers[project.active_index].points
+                                                 if project.active_index is not None else project.points)],
         "active_layer": project.active_index,
         "layers": meta_layers,  # bottom to top, matching data/layerNNN.png
     }
@@ -302,6 +320,8 @@ class _PlannedLayer:
     src: str = ""            # a plain OpenRaster layer: this PNG at (x, y)
     x: int = 0
     y: int = 0
+    points: list = field(default_factory=list)
+    group: str = ""
     unmasked: str = ""       # Malleable's masked layer: unmasked pixels + mask, canvas-sized
     mask: str = ""
 
@@ -332,7 +352,9 @@ def _plan(zf, root, name, limits: ReadLimits):
         lname = (el.get("name") or f"Layer {len(planned) + 1}")[:200]
         m = meta_by_src.get(src, {})
         md = m.get("metadata")
-        layer = _PlannedLayer(lname, opacity, visible, md if isinstance(md, dict) else {})
+        group = m.get("group") if isinstance(m.get("group"), str) else ""
+        layer = _PlannedLayer(lname, opacity, visible, md if isinstance(md, dict) else {},
+                              points=_points(m.get("points")), group=group[:200])
         if isinstance(m.get("mask"), str) and isinstance(m.get("unmasked"), str):
             layer.unmasked, layer.mask = m["unmasked"], m["mask"]
         else:
@@ -401,7 +423,7 @@ def _read(zf: zipfile.ZipFile, name: str, progress: Optional[Progress], cancel: 
             pixels = _place(png(l.src, what), l.x, l.y, w, h)
         if any(pixels is other.pixels for other in layers):
             pixels = pixels.copy()  # layers never share pixel memory: each is edited on its own
-        layers.append(LayerData(l.name, pixels, l.visible, l.opacity, mask, l.metadata))
+        layers.append(LayerData(l.name, pixels, l.visible, l.opacity, mask, l.metadata, l.points, l.group))
     layers.reverse()  # stack.xml is top first; the document is bottom first
 
     edit_mask = None
@@ -414,16 +436,24 @@ def _read(zf: zipfile.ZipFile, name: str, progress: Optional[Progress], cancel: 
         edit_mask = _png(zf, edit_mask_member, "the edit mask", (w, h), grey=True)
     if progress:
         progress(total, total, "")
+    active = meta.get("active_layer")
+    active = active if isinstance(active, int) and not isinstance(active, bool) and 0 <= active < len(layers) else None
+    # Projects from before layers kept their own points: the document's pairs go to the active layer.
+    meta_layers = meta.get("layers") if isinstance(meta.get("layers"), list) else []
+    per_layer = any(isinstance(m, dict) and isinstance(m.get("points"), list) for m in meta_layers)
+    points = [] if per_layer else _points(meta.get("points"))
+    return ProjectData(w, h, layers, edit_mask, points, active)
+
+
+def _points(raw) -> list:
+    """Valid (hx, hy, tx, ty) pairs from JSON; anything else is dropped."""
     points = []
-    raw_points = meta.get("points")
-    for p in raw_points if isinstance(raw_points, list) else []:
+    for p in raw if isinstance(raw, list) else []:
         if (isinstance(p, (list, tuple)) and len(p) == 4
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                         and abs(v) <= 10 * MAX_SIDE for v in p)):
             points.append(tuple(float(v) for v in p))
-    active = meta.get("active_layer")
-    active = active if isinstance(active, int) and not isinstance(active, bool) and 0 <= active < len(layers) else None
-    return ProjectData(w, h, layers, edit_mask, points, active)
+    return points
 
 
 def _read_meta(zf: zipfile.ZipFile) -> dict:

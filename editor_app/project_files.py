@@ -20,7 +20,8 @@ def is_project(path) -> bool:
 
 
 def document_to_project(doc: Document) -> ProjectData:
-    layers = [LayerData(l.name, l.pixels, l.visible, l.opacity, l.mask, l.metadata) for l in doc.layers]
+    layers = [LayerData(l.name, l.pixels, l.visible, l.opacity, l.mask, l.metadata, list(l.points), l.group)
+              for l in doc.layers]
     active = doc.active_layer
     return ProjectData(doc.width, doc.height, layers, doc.edit_mask_array(), doc.point_pairs(),
                        doc.index_of(active) if active else None)
@@ -61,7 +62,8 @@ def load_into(doc: Document, opened: OpenedFile, belongs_to: Optional[tuple] = N
     (a recovered autosave: Save writes to its project, never to the autosave)."""
     if opened.project is not None:
         data = opened.project
-        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata) for d in data.layers]
+        layers = [Layer(d.name, d.pixels, d.visible, d.opacity, d.mask, d.metadata, tuple(d.points), d.group)
+                  for d in data.layers]
         path, source = (opened.path, None) if belongs_to is None else belongs_to
         doc.load_project(data.width, data.height, layers, data.edit_mask, data.points, path,
                          data.active_index, source_path=source)

@@ -1,8 +1,12 @@
-"""What Malleable remembers between runs: window layout, recent files, brush, last folder.
+"""What Malleable remembers between runs: window layout, recent files, brush, last folder, the model
+(with its LoRAs, family and low-VRAM choice) and whether edits take the visible picture.
 
 MALLEABLE_CONFIG_DIR points the settings at another folder (tests, portable installs)."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +14,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 MAX_RECENT = 10
 DEFAULT_AUTOSAVE_MIN = 5.0
+log = logging.getLogger(__name__)
 
 
 class AppSettings:
@@ -93,6 +98,32 @@ class AppSettings:
     def save_brush(self, size: float, hardness: float) -> None:
         self._s.setValue("brush/size", size)
         self._s.setValue("brush/hardness", hardness)
+
+
+    # the model: the last one that loaded, so the next start loads it again
+    def model_spec(self):
+        """The remembered ModelSpec, or the demo's when none (or an unreadable one) is stored."""
+        from core.models import ModelSpec
+
+        raw = self._s.value("model/spec", "")
+        if not raw:
+            return ModelSpec()
+        try:
+            return ModelSpec(**json.loads(raw))
+        except Exception:  # a stale or hand-edited entry must not stop the editor from starting
+            log.warning("ignoring the remembered model: %r", raw)
+            return ModelSpec()
+
+    def save_model_spec(self, spec) -> None:
+        self._s.setValue("model/spec", json.dumps(dataclasses.asdict(spec)))
+        self._s.sync()
+
+    # edits
+    def edit_visible(self) -> bool:
+        return str(self._s.value("edit/visible_picture", "false")).lower() == "true"
+
+    def save_edit_visible(self, on: bool) -> None:
+        self._s.setValue("edit/visible_picture", "true" if on else "false")
 
 
 class _MemorySettings:

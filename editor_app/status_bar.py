@@ -46,8 +46,11 @@ class WindowStatus:
         self.download_bar.setFormat("Downloading %p%")
         self.download_cancel = QPushButton("Cancel download")
         self._memory = ""  # "  · 3.2 GB" after the device label, on a GPU
+        self._finishing = False
 
     def message(self, text: str, ms: int = 4000) -> None:
+        if self._finishing:
+            return  # "Finishing…" stays until the window closes (a timed message's timer would outlive it)
         self.bar.showMessage(text, ms)
 
     # ---- view state --------------------------------------------------------------------------
@@ -117,3 +120,9 @@ class WindowStatus:
     # ---- closing -------------------------------------------------------------------------------
     def finishing(self) -> None:
         self.message("Finishing… the running edit stops at its next step, then the window closes.", 0)
+        self._finishing = True
+
+    def window_closing(self) -> None:
+        """A timed message's timer would outlive the window; "Finishing…" has none and stays to the end."""
+        if not self._finishing:
+            self.bar.clearMessage()

@@ -7,7 +7,10 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QLabel
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
+from core.registry import all_methods
 from widgets import dialogs
+
+from . import variations
 from widgets.canvas import Tool
 from widgets.icons import icon
 
@@ -95,6 +98,8 @@ def make_actions(win) -> None:
     A("mask_from_edit", "Add Layer Mask from &Selection",
       lambda: _on_active(d, lambda l: d.set_layer_mask(l, d.edit_mask_array(), "Layer Mask from Selection")))
     A("mask_remove", "Remove Layer Mas&k", lambda: _on_active(d, lambda l: d.set_layer_mask(l, None)))
+    A("variation_keep", "&Keep Only This Variation", lambda: _on_active(d, lambda l: variations.keep_only(d, l)),
+      tip="Keep the selected variation of its group and delete the others")
 
     A("zoom_in", "Zoom &In", c.zoom_in, ["Ctrl++", "Ctrl+="])
     A("zoom_out", "Zoom &Out", c.zoom_out, "Ctrl+-")
@@ -118,6 +123,10 @@ def make_actions(win) -> None:
     A("getting_models", "Getting Stable Diffusion…", win.show_model_help)
     for part in (selection_actions, layer_mask_actions, compare_actions, result_actions):
         part.make_actions(win)
+    for m in all_methods():
+        if m.diagnostic:  # engine checks: they run at once on the picture, with their defaults
+            A(f"diagnostic_{m.name}", f"{m.plain_name} ({m.purpose})" if m.purpose else m.plain_name,
+              lambda _=False, name=m.name: win.run_diagnostic(name), tip=m.description)
 
 
 def _add(menu, actions, keys) -> None:
@@ -135,15 +144,17 @@ def make_menus(win) -> None:
     _add(m, a, ("add_layer", None, "save", "save_as", "export", "export_again", None, "model", None, "close", "quit"))
     m = mb.addMenu("&Edit")
     _add(m, a, ("undo", "redo", None, "points_delete", "points_clear", None))
-    tools = m.addMenu("&Tools")
-    for act in win.tool_group.actions():
-        tools.addAction(act)
-    _add(tools, a, (None, "brush_bigger", "brush_smaller"))
     selection_actions.make_menu(win, mb)
     m = mb.addMenu("&Layer")
     _add(m, a, ("add_layer", "duplicate_layer", "delete_layer", "rename_layer", None, "raise_layer", "lower_layer",
-                "merge_down", None, "toggle_visible", None, "edit_again", None))
+                "merge_down", None, "toggle_visible", "variation_keep", None, "edit_again", None))
     layer_mask_actions.make_menu(win, m)
+    tools = mb.addMenu("&Tools")
+    for act in win.tool_group.actions():
+        tools.addAction(act)
+    _add(tools, a, (None, "brush_bigger", "brush_smaller", None))
+    win.diagnostics_menu = tools.addMenu("&Diagnostics")
+    _add(win.diagnostics_menu, a, sorted(k for k in a if k.startswith("diagnostic_")))
     win.view_menu = m = mb.addMenu("&View")
     _add(m, a, ("zoom_in", "zoom_out", "fit", "actual", None, "show_mask", "compare_split", None))
     for dock in (win.layers_dock, win.edit_dock, win.history_dock):
@@ -205,7 +216,7 @@ def update_actions(win) -> None:
     index = d.index_of(active) if active else -1
     n = len(d.layers)
     for k in ("add_layer", "save", "save_as", "export", "export_again", "close", "mask_fill", "mask_clear",
-              "mask_invert", "zoom_in", "zoom_out", "fit", "actual"):
+              "mask_invert", "zoom_in", "zoom_out", "fit", "actual", *(k for k in a if k.startswith("diagnostic_"))):
         a[k].setEnabled(has)
     for k in ("duplicate_layer", "rename_layer", "toggle_visible", "mask_from_edit"):
         a[k].setEnabled(active is not None)
@@ -214,6 +225,7 @@ def update_actions(win) -> None:
     a["raise_layer"].setEnabled(0 <= index < n - 1)
     a["lower_layer"].setEnabled(index > 0)
     a["mask_remove"].setEnabled(active is not None and active.mask is not None)
+    a["variation_keep"].setEnabled(bool(active and active.group))
     a["toggle_visible"].setChecked(bool(active and active.visible))
     a["points_delete"].setEnabled(bool(win.canvas.selected_pairs()))
     a["points_clear"].setEnabled(bool(d.point_pairs()))

@@ -21,15 +21,17 @@ def write_png(path, rgba) -> str:
     return str(path)
 
 
-def open_window(qtbot, monkeypatch, size=(1000, 700)):
+def open_window(qtbot, monkeypatch, size=(1000, 700), engine=None):
     """The main window as the tests drive it: shown, remembering nothing, and a modified document
-    never stops it closing with a prompt (pytest-qt closes it after the test)."""
+    never stops it closing with a prompt (pytest-qt closes it after the test). engine: what its
+    runner runs (tests/fake_engine.py), kept as `w.engine`."""
     from editor_app.main_window import MainWindow
     from editor_app.settings import AppSettings
     from widgets import dialogs
 
     monkeypatch.setattr(dialogs, "ask_save_changes", lambda parent, name: dialogs.DISCARD)
-    w = MainWindow(AppSettings.in_memory(), probe_device=False)
+    w = MainWindow(AppSettings.in_memory(), probe_device=False, engine=engine)
+    w.engine = engine
     qtbot.addWidget(w)
     w.resize(*size)
     w.show()

@@ -16,7 +16,7 @@ MB = 2 ** 20
 
 
 class FakeEngine:
-    def __init__(self, downloading: bool = False, result_size=None):
+    def __init__(self, downloading: bool = False, result_size=None, broken_sources=(), few_step_sources=()):
         self.models = SimpleNamespace(current=None)  # what LocalRunner reads for DeviceStatus
         self.edit_gate = threading.Event()
         self.edit_gate.set()            # edits finish at once unless a test closes the gate
@@ -27,16 +27,23 @@ class FakeEngine:
         self.load_finished = threading.Event()
         self.downloading = downloading  # report bytes while loading (and so honour cancel)
         self.result_size = result_size  # (w, h): return a result of another size (a broken engine)
+        self.broken_sources = set(broken_sources)      # model sources whose load fails
+        self.few_step_sources = set(few_step_sources)  # model sources that load as few-step models
         self.runs = 0
+        self.requests = []  # every request run, in order
 
     def load_model(self, spec, progress=None):
         self.load_started.set()
+        if spec.source in self.broken_sources:
+            from core.errors import ModelUnavailable
+            raise ModelUnavailable(f"No model at {spec.source}: check the path.")
         while not self.load_gate.wait(0.01):
             if self.downloading and progress is not None:
                 progress(50 * MB, 200 * MB)  # raises Cancelled once the job is cancelled
         self.models.current = SimpleNamespace(device=SimpleNamespace(type="cpu"))
         self.load_finished.set()
-        return SimpleNamespace(description=f"fake {spec.source} on cpu (fp32)")
+        return SimpleNamespace(description=f"fake {spec.source} (Stable Diffusion 1.x) on cpu (fp32)", family="sd1",
+                               few_step=spec.source in self.few_step_sources)
 
     def run(self, request: EditRequest, events=None, cancel=None) -> EditResult:
         self.edit_started.set()
@@ -46,6 +53,7 @@ class FakeEngine:
             if cancel is not None:
                 cancel.check()
         self.runs += 1
+        self.requests.append(request)
         src = request.image
         rgb = 255 - np.asarray(src.rgb)
         out = Image.fromarray(np.dstack([rgb, src.alpha]) if src.alpha is not None else rgb)

@@ -109,7 +109,7 @@ def test_closing_the_picture_ends_the_comparison(win):
 def test_the_result_tooltip_lists_its_settings(win):
     add_result(win.document, prompt="a blue picture", steps=12, seed=7)
     tip = win.layer_panel.list.item(0).toolTip()
-    assert "Result of Restyle (PnP)" in tip
+    assert "Result of Restyle (Plug-and-Play)" in tip
     for words in ("a blue picture", "12", "7", "demo, 2.5 s", "Edit Again"):
         assert words in tip
     assert "Result of" not in win.layer_panel.list.item(1).toolTip()

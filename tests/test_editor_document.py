@@ -111,9 +111,9 @@ def test_add_result_layer_sits_above_its_source_with_metadata(doc):
     source = doc.layers[0]
     result = doc.add_result_layer(sample_rgba(seed=3), "drag result", {"method": "drag", "params": {"steps": 3}},
                                   above=source)
-    assert doc.index_of(result) == 1 and doc.active_layer is result
+    assert doc.index_of(result) == 1 and doc.active_layer.name == "other"  # the edit target stays
     assert result.metadata == {"method": "drag", "params": {"steps": 3}}
-    assert np.array_equal(doc.active_layer_pixels(), sample_rgba(seed=3))
+    assert np.array_equal(doc.layer_pixels(result), sample_rgba(seed=3))
     with pytest.raises(ValueError):
         doc.add_result_layer(np.zeros((5, 5, 4), np.uint8), "bad", {})
     doc.undo_stack.undo()

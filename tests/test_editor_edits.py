@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, QTimer
 
 from core.engine import Engine
 from core.params import MethodParams, param
-from core.registry import all_methods
+from core.registry import all_methods, get_method
 from core.runner import JobCancelled
 from editor_app.main_window import MainWindow
 from editor_app.settings import AppSettings
@@ -57,9 +57,11 @@ def test_every_method_runs_from_the_panel_and_undoes(qtbot, win, method, errors)
     previews = []
     win.edit_session.controller.progress.connect(
         lambda job, ev: previews.append(ev) if ev.preview is not None else None)
-    panel = _fill(win, method)
     with qtbot.waitSignal(win.edit_session.controller.result_ready, timeout=120000):
-        panel.run_button.click()
+        if get_method(method).diagnostic:  # an engine check: Tools ▸ Diagnostics, with its defaults
+            win.actions_by_key[f"diagnostic_{method}"].trigger()
+        else:
+            _fill(win, method).run_button.click()
     assert errors == []
     assert len(doc.layers) == n_layers + 1
     result = doc.layers[doc.index_of(source) + 1]
@@ -71,17 +73,21 @@ def test_every_method_runs_from_the_panel_and_undoes(qtbot, win, method, errors)
     assert len(doc.layers) == n_layers
 
 
-def test_drag_moves_points_to_where_handles_ended(qtbot, win):
+def test_drag_result_carries_its_handles_where_they_ended(qtbot, win):
     doc = win.document
     doc.add_point_pair(128, 128, 160, 128)
+    source = doc.active_layer
     panel = _fill(win, "drag")
     with qtbot.waitSignal(win.edit_session.controller.result_ready, timeout=120000) as blocker:
         panel.run_button.click()
     handles = blocker.args[1].info["handles"]
-    hx, hy, tx, ty = doc.point_pairs()[0]
+    result = doc.layers[doc.index_of(source) + 1]
+    hx, hy, tx, ty = doc.point_pairs(result)[0]
     assert (hx, hy) == pytest.approx(tuple(handles[0])) and (tx, ty) == (160, 128)
-    doc.undo_stack.undo()  # one undo: the layer and the moved points
-    assert doc.point_pairs() == [(128, 128, 160, 128)]
+    # The source stays the edit target with its own points: a second try starts from the original.
+    assert doc.active_layer is source and doc.point_pairs() == [(128, 128, 160, 128)]
+    doc.undo_stack.undo()  # one undo: the layer with its points
+    assert result not in doc.layers and doc.point_pairs() == [(128, 128, 160, 128)]
 
 
 def test_gui_stays_responsive_and_cancel_leaves_document_unchanged(qtbot, win):
@@ -91,13 +97,12 @@ def test_gui_stays_responsive_and_cancel_leaves_document_unchanged(qtbot, win):
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(10)
-    panel = _fill(win, "reconstruct", steps=400)
+    panel = _fill(win, "pnp", steps=400)
     seen = []
     ctl = win.edit_session.controller
     ctl.progress.connect(lambda job, ev: seen.append(ev))
     panel.run_button.click()
-    qtbot.waitUntil(lambda: any(ev.stage == "regenerate" and ev.step >= 2 for ev in seen)
-                    or any(ev.stage == "invert" and ev.step >= 3 for ev in seen), timeout=60000)
+    qtbot.waitUntil(lambda: any(ev.stage == "invert" and ev.step >= 3 for ev in seen), timeout=60000)
     assert len(ticks) > 3  # the GUI thread kept handling events while the model ran
     with qtbot.waitSignal(ctl.failed, timeout=60000) as blocker:
         panel.cancel_button.click()
@@ -122,7 +127,7 @@ def test_errors_surface_as_dialogs(qtbot, win, errors):
 
 def test_second_run_is_queued_never_parallel(qtbot, win):
     ctl = win.edit_session.controller
-    panel = _fill(win, "reconstruct", steps=30)
+    panel = _fill(win, "pnp", steps=8)
     panel.run_button.click()
     panel.run_button.click()
     assert ctl.busy and len(ctl.queue) == 1
@@ -221,7 +226,7 @@ def test_live_drag_through_five_positions_lands_one_layer(qtbot, win, errors):
     assert all(j.id in superseded or j.id in finished_live for j in live_jobs[:5])
     assert superseded, "a new position stops the running edit"
     assert panel.stage_label.text().startswith("Done")
-    doc.undo_stack.undo()  # the layer (and the handles it moved) in one step
+    doc.undo_stack.undo()  # the layer (with its own copy of the points) in one step
     assert len(doc.layers) == n_layers
     doc.undo_stack.undo()  # then the target's move
     assert doc.point_pairs() == [(128, 128, 150, 128)]

@@ -101,6 +101,8 @@ def rich_doc(qapp):
     top = d.add_result_layer(sample_rgba(seed=5), "result", {"method": "pnp", "params": {"prompt": "a dog"}})
     d.set_layer_mask(top, (np.arange(64)[None, :].repeat(48, 0) * 4).astype(np.uint8))
     d.set_layer_opacity(top, 0.6)
+    d.add_point_pair(7, 8, 9, 10)  # on "base", the active layer: points are kept per layer
+    d.set_active_layer(top)
     d.add_layer(sample_rgba(seed=6), "hidden")
     d.set_layer_visible(d.active_layer, False)
     s = d.begin_mask_stroke()
@@ -114,7 +116,7 @@ def assert_same_document(a: Document, b: Document):
     assert a.size() == b.size()
     assert len(a.layers) == len(b.layers)
     for x, y in zip(a.layers, b.layers):
-        assert (x.name, x.visible, x.metadata) == (y.name, y.visible, y.metadata)
+        assert (x.name, x.visible, x.metadata, x.points, x.group) == (y.name, y.visible, y.metadata, y.points, y.group)
         assert abs(x.opacity - y.opacity) < 1e-6
         assert np.array_equal(x.pixels, y.pixels)
         assert (x.mask is None) == (y.mask is None)

@@ -58,8 +58,7 @@ def gated(qtbot, tmp_path, errors, asked):
 
 
 def start_edit(win, engine):
-    win.edit_panel.select_method("reconstruct")
-    win.edit_panel.run_button.click()
+    win.actions_by_key["diagnostic_reconstruct"].trigger()  # Tools ▸ Diagnostics ▸ Reconstruct
     assert engine.edit_started.wait(30)
 
 
@@ -132,8 +131,7 @@ def test_a_result_that_cannot_be_added_is_a_message_not_an_empty_undo_entry(qtbo
     win = make_window(qtbot, engine, tmp_path)
     finish = win.edit_session.controller.result_ready
     with qtbot.waitSignal(finish, timeout=30000):
-        win.edit_panel.select_method("reconstruct")
-        win.edit_panel.run_button.click()
+        win.actions_by_key["diagnostic_reconstruct"].trigger()
     assert len(errors) == 1 and "could not be added" in errors[0][1] and "30×20" in errors[0][1]
     assert_untouched(win.document, "first", (64, 48))
 

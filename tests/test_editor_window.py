@@ -283,7 +283,10 @@ def test_dropping_files_opens_then_adds_layers(window, tmp_path):
 
 def test_window_structure(window):
     titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert titles == ["File", "Edit", "Select", "Layer", "View", "Help"]
+    assert titles == ["File", "Edit", "Select", "Layer", "Tools", "View", "Help"]
+    diagnostics = [a.text().replace("&", "") for a in window.diagnostics_menu.actions()]
+    assert diagnostics == ["Reconstruct (invert and regenerate: a check of the engine)"]
+    assert "reconstruct" not in [m.name for m in window.edit_panel.methods]  # not an artist's edit
     assert window.edit_dock.widget() is window.edit_panel
     shortcuts = {k: window.actions_by_key[k].shortcut().toString() for k in
                  ("open", "save", "save_as", "export", "tool_brush", "tool_eraser", "tool_points", "tool_hand",

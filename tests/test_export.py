@@ -95,7 +95,7 @@ def test_png_text_holds_the_edit_parameters_only_when_asked(doc, tmp_path):
     assert "Software" not in info and "Malleable edits" not in info
     _, info = read(export_document(doc, ExportOptions(embed_parameters=True).with_path(tmp_path / "with.jpg")))
     assert json.loads(info["comment"].decode("utf-8"))[0]["method"] == "pnp"
-    doc.set_layer_visible(doc.active_layer, False)  # a hidden result is not in the picture exported
+    doc.set_layer_visible(doc.layers[-1], False)  # a hidden result is not in the picture exported
     _, info = read(export_document(doc, ExportOptions(embed_parameters=True).with_path(tmp_path / "hidden.png")))
     assert "Malleable edits" not in info
 

@@ -127,6 +127,7 @@ def test_a_results_mask_can_be_refined_after_the_fact(win):
     result = d.add_result_layer(np.full((H, W, 4), (0, 0, 255, 255), np.uint8), "Restyle 1",
                                 {"method": "pnp", "params": {"prompt": "blue"}}, mask=applied)
     assert shown(win, 50, 20) == (255, 0, 0)
+    d.set_active_layer(result)  # results land without taking the edit target from their source
     win.actions_by_key["layer_mask_edit"].trigger()
     c.set_brush(size=12, hardness=1.0)
     drag_image(c, [(45, 20), (60, 20)])  # reveal the edit further to the right

@@ -212,7 +212,7 @@ def test_mask_keeps_outside_pixels_and_source_latent(engine_with_tiny, tiny_mode
 
 def test_parameters_schedule_and_validation():
     method = get_method("pnp")
-    assert method.label == "Restyle (PnP)" and method.stages == ("invert", "edit")
+    assert method.plain_name == "Restyle" and method.paper == "Plug-and-Play" and method.stages == ("invert", "edit")
     described = {d["name"]: d for d in PnPParams.describe()}
     expected = {"prompt": "", "source_prompt": "", "feature_injection": 0.8, "attention_injection": 0.5,
                 "negative_alpha": 1.0, "negative_schedule": "constant", "guidance": 7.5, "steps": 50, "seed": 0}

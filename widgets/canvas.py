@@ -92,6 +92,7 @@ class CanvasView(QGraphicsView):
         document.layer_mask_stroked.connect(self.composite_item.refresh_region)
         document.edit_mask_changed.connect(lambda r: self.mask_item.refresh(r.x(), r.y(), r.width(), r.height()))
         document.points_changed.connect(self._rebuild_points)
+        document.active_layer_changed.connect(self._on_active_layer)  # points are the active layer's
         self._on_reset()
 
     # ----------------------------------------------------------------- document changes
@@ -108,6 +109,11 @@ class CanvasView(QGraphicsView):
         self._update_scene_rect()
         self.fit_to_window()
         self.viewport().update()
+
+    def _on_active_layer(self, _layer_id):
+        self._drag = None
+        self._selected.clear()
+        self.cancel_pending_point()
 
     def _rebuild_points(self):
         for items in self._point_items:
@@ -137,9 +143,10 @@ class CanvasView(QGraphicsView):
         return list(self._point_items)
 
     # ----------------------------------------------------------------- preview
-    def set_preview(self, image: QImage | None) -> None:
-        """Show a transient picture over the composite, stretched to the image; None hides it."""
-        self.preview_item.set_image(image)
+    def set_preview(self, image: QImage | None, mask=None) -> None:
+        """Show an edit's preview over the composite, at the picture's resolution and inside `mask`
+        (HxW, 0..1; None: everywhere); None hides it."""
+        self.preview_item.set_image(image, mask)
 
     # ----------------------------------------------------------------- zoom and pan
     @property

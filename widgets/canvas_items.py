@@ -10,6 +10,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath,
 from PySide6.QtWidgets import QGraphicsItem
 
 from .compositing import LayerImageCache, composite_qimage, paint_layers
+from .preview_overlay import mask_alpha, overlay_size, preview_overlay
 
 HANDLE_COLOR = QColor(229, 57, 53)
 TARGET_COLOR = QColor(30, 136, 229)
@@ -146,28 +147,44 @@ class EditMaskOverlayItem(QGraphicsItem):
 
 
 class PreviewItem(QGraphicsItem):
-    """A transient picture over the composite (an edit's live preview), stretched to the image."""
+    """A transient picture over the composite (an edit's live preview): upsampled to the picture's
+    resolution and shown inside the edit's mask only (widgets/preview_overlay.py)."""
 
     def __init__(self, document):
         super().__init__()
         self._doc = document
-        self._image: QImage | None = None
+        self._image: QImage | None = None     # what the edit sent
+        self._overlay: QImage | None = None   # what is drawn
+        self._alpha: tuple | None = None      # (the mask array, its alpha image): one per edit
         self.setZValue(2)
 
-    def set_image(self, image: QImage | None):
-        self._image = None if image is None or image.isNull() else image
+    def set_image(self, image: QImage | None, mask=None):
+        if image is None or image.isNull():
+            self._image = self._overlay = None
+        else:
+            w, h = self._doc.width, self._doc.height
+            alpha = None
+            if mask is not None:
+                if self._alpha is None or self._alpha[0] is not mask:
+                    self._alpha = (mask, mask_alpha(mask, overlay_size(w, h)))
+                alpha = self._alpha[1]
+            self._image = image
+            self._overlay = preview_overlay(image, w, h, alpha)
         self.update()
 
     def image(self) -> QImage | None:
         return self._image
 
+    def overlay(self) -> QImage | None:
+        return self._overlay
+
     def boundingRect(self):
         return QRectF(0, 0, self._doc.width, self._doc.height)
 
     def paint(self, painter, option, widget=None):
-        if self._image is not None:
+        if self._overlay is not None:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            painter.drawImage(self.boundingRect(), self._image)
+            painter.drawImage(self.boundingRect(), self._overlay)
 
 
 class HandlePointItem(QGraphicsItem):

@@ -14,6 +14,16 @@ PROJECT_FILTER = "OpenRaster project (*.ora)"
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
 
+def exec_once(dialog) -> int:
+    """Run a modal dialog and have it deleted once control is back in the event loop. A dialog parented to the window and left alive is
+    deleted twice at quit (by Qt with its parent, by Python's collector: "shared QObject was
+    deleted directly") and takes the process down."""
+    try:
+        return dialog.exec()
+    finally:
+        dialog.deleteLater()
+
+
 def show_error(parent: QWidget | None, title: str, message: str) -> None:
     QMessageBox.critical(parent, title, message)
 
@@ -29,7 +39,7 @@ def ask_save_changes(parent: QWidget | None, name: str) -> str:
                       | QMessageBox.StandardButton.Cancel, parent)
     box.setInformativeText("Your changes are lost if you don't save them.")
     box.setDefaultButton(QMessageBox.StandardButton.Save)
-    answer = box.exec()
+    answer = exec_once(box)
     if answer == QMessageBox.StandardButton.Save:
         return SAVE
     if answer == QMessageBox.StandardButton.Discard:
@@ -45,7 +55,7 @@ def ask_open_result(parent: QWidget | None, text: str, name: str) -> bool:
     open_button = box.addButton("Open as New Picture", QMessageBox.ButtonRole.AcceptRole)
     box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
     box.setDefaultButton(open_button)
-    box.exec()
+    exec_once(box)  # deleted later: it can still be asked which button was pressed
     return box.clickedButton() is open_button
 
 

@@ -147,6 +147,8 @@ class LayerPanel(QWidget):
             tip += "\nhas a layer mask"
         if layer.metadata.get("method"):
             tip += "\n\n" + describe_result(layer.metadata)
+        if layer.group:
+            tip += f"\none of the variations “{layer.group}”: tick another to see it instead"
         item.setToolTip(tip)
 
     def rebuild(self):

@@ -100,6 +100,8 @@ class ParamForm(QWidget):
         outer.addLayout(common)
         advanced_box = QWidget()
         advanced = QFormLayout(advanced_box)
+        for f in (common, advanced):  # a long label puts its editor under it in a narrow dock
+            f.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         described = params_cls.describe()
         for d in described:
             editor = self._make_editor(d)

@@ -14,14 +14,15 @@ def _value_text(value) -> str:
 
 
 def describe_result(metadata: dict) -> str:
-    """'Restyle (PnP)\\nPrompt: a cat\\nSteps: 20\\n…\\nmodel demo, 3.1 s'; '' when not a result."""
+    """'Result of Restyle (Plug-and-Play)\\nPrompt: a cat\\nSteps: 20\\n…\\nmodel demo, 3.1 s'; '' when not a result."""
     name = metadata.get("method")
     if not name:
         return ""
     params = dict(metadata.get("params") or {})
     try:
         described = get_method(name).params.describe()
-        title = get_method(name).label
+        method = get_method(name)
+        title = f"{method.plain_name} ({method.paper})" if method.paper else method.plain_name
     except KeyError:  # a method this installation does not have: its raw names, still readable
         described = [dict(name=k, label=k, type="") for k in params]
         title = name

@@ -65,36 +65,40 @@ instead of exploding; info["guidance_clipped_steps"] says how often that happene
 @dataclass(frozen=True, kw_only=True)
 class DiffuseITParams(MethodParams):
     prompt: str = param("", "Target text (text-guided): what the image should become, e.g. 'a watercolor "
-                        "painting'. Give this or a style image, not both.", kind="text")
+                        "painting'. Give this or a style image, not both.", kind="text", label="Prompt")
     style_image: str = param("", "Style image file (image-guided): its look is transferred onto the "
-                             "structure of the input. Give this or a prompt, not both.", kind="path")
+                             "structure of the input. Give this or a prompt, not both.", kind="path",
+                             label="Style picture")
     source_prompt: str = param("", "What the input shows (text guidance subtracts it from the CLIP "
-                               "direction; optional).", kind="text")
+                               "direction; optional).", kind="text", label="Picture shows")
     w_clip: float = param(2000.0, "Weight of the directional CLIP loss (text guidance).", min=0,
-                          advanced=True)
-    w_ssim: float = param(1000.0, "Weight of the DINO self-similarity (structure) loss.", min=0, advanced=True)
+                          advanced=True, label="Pull towards the text")
+    w_ssim: float = param(1000.0, "Weight of the DINO self-similarity (structure) loss.", min=0, advanced=True,
+                          label="Structure kept")
     w_contrast: float = param(200.0, "Weight of the patch-wise contrastive (structure) loss.", min=0,
-                              advanced=True)
+                              advanced=True, label="Detail kept")
     w_sem: float = param(100.0, "Weight of the semantic divergence reward in the early steps.", min=0,
-                         advanced=True)
+                         advanced=True, label="Early change reward")
     w_range: float = param(200.0, "Weight of the loss keeping the predicted image in range.", min=0,
-                           advanced=True)
+                           advanced=True, label="Colour range kept")
     w_style: float = param(2000.0, "Weight of the DINO [CLS] style loss (image guidance).", min=0,
-                           advanced=True)
+                           advanced=True, label="Pull towards the style")
     w_mse: float = param(3000.0, "Weight of the pixel MSE to the style image (image guidance).", min=0,
-                         advanced=True)
+                         advanced=True, label="Style colours matched")
     guidance_scale: float = param(1.0, "Multiplier on the paper's guidance step for SD's latent space "
-                                  "(0 = no guidance: plain re-noise and denoise).", min=0, max=100)
+                                  "(0 = no guidance: plain re-noise and denoise).", min=0, max=100,
+                                  label="Guidance strength")
     skip: float = param(0.4, "Fraction of the steps skipped at the start: higher keeps more of the "
-                        "input.", min=0.0, max=0.95)
+                        "input.", min=0.0, max=0.95, label="Original kept")
     steps: int = param(100, "Steps of the schedule before skipping.", min=2, max=1000)
     resample: int = param(10, "Times the first kept step is redone (step, then re-noise).", min=0, max=100,
-                          advanced=True)
-    cutouts: int = param(8, "Augmented cut-outs per step for the CLIP loss.", min=1, max=64, advanced=True)
+                          advanced=True, label="Refinement passes")
+    cutouts: int = param(8, "Augmented cut-outs per step for the CLIP loss.", min=1, max=64, advanced=True,
+                         label="Text crops per step")
     dino_model: str = param("", "DINO ViT to use: a folder or hub id (default: beside the model, else "
-                            "facebook/dino-vitb8).", advanced=True)
+                            "facebook/dino-vitb8).", advanced=True, label="Structure model (DINO)")
     clip_model: str = param("", f"CLIP to use: a folder or hub id (default: beside the model, else "
-                            f"{CLIP_DEFAULT}).", advanced=True)
+                            f"{CLIP_DEFAULT}).", advanced=True, label="Text-image model (CLIP)")
 
     def check(self) -> None:
         has_prompt, has_style = bool(self.prompt.strip()), bool(self.style_image.strip())
@@ -331,7 +335,8 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="diffuseit", label="Style transfer (DiffuseIT)", params=DiffuseITParams, run=run,
+    name="diffuseit", label="Style from a picture — another image's look, the structure kept (DiffuseIT)",
+    params=DiffuseITParams, run=run,
     stages=("features", "resample", "guide", "decode"), needs=("dino", "clip"),
     description="Translate the image toward a text prompt or a style image while DINO ViT losses keep "
                 "its structure (DiffuseIT, guidance on the predicted clean image)."))

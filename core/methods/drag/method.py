@@ -26,25 +26,28 @@ from ...unet_calls import vae_decode
 @dataclass(frozen=True, kw_only=True)
 class DragParams(MethodParams):
     points: tuple = param((), "Handle and target pairs (handle x, y, target x, y) in image pixels: each "
-                              "handle is moved to its target.", kind="points", required=True)
+                              "handle is moved to its target.", kind="points", required=True, label="Points")
     prompt: str = param("", "What the image shows (optional): the LoRA, the inversion and the denoising "
-                            "all use it.", kind="text")
+                            "all use it.", kind="text", label="Picture shows")
     lora_steps: int = param(80, "Identity LoRA training steps (0 = no LoRA). Trained once per image, "
-                                "prompt and LoRA settings, then reused.", min=0, max=2000, advanced=True)
-    lora_rank: int = param(16, "Rank of the identity LoRA.", min=1, max=256, advanced=True)
+                                "prompt and LoRA settings, then reused.", min=0, max=2000, advanced=True,
+                            label="Likeness training steps")
+    lora_rank: int = param(16, "Rank of the identity LoRA.", min=1, max=256, advanced=True, label="Likeness detail")
     lora_lr: float = param(5e-4, "Learning rate of the identity LoRA (AdamW).", min=1e-7, max=1e-1,
-                           advanced=True)
+                           advanced=True, label="Likeness learning rate")
     drag_steps: int = param(80, "Most latent optimisation steps; stops earlier when every handle has "
-                                "reached its target.", min=0, max=1000)
+                                "reached its target.", min=0, max=1000, label="Drag strength")
     inversion_strength: float = param(0.7, "How far the image is inverted before dragging (0.7: step 35 "
                                            "of 50). Higher moves more and keeps less.", min=0.02, max=1.0,
-                                      advanced=True)
+                                      advanced=True, label="Freedom to change")
     latent_lr: float = param(0.01, "Learning rate of the latent optimisation (Adam).", min=1e-5, max=1.0,
-                             advanced=True)
+                             advanced=True, label="Drag step size")
     lam: float = param(0.1, "Weight of keeping the latent outside the mask unchanged (only with a mask).",
-                       min=0.0, max=100.0, advanced=True)
-    r_m: int = param(1, "Motion-supervision patch radius, in feature-grid units.", min=0, max=16, advanced=True)
-    r_p: int = param(3, "Point-tracking search radius, in feature-grid units.", min=1, max=32, advanced=True)
+                       min=0.0, max=100.0, advanced=True, label="Keep outside the mask")
+    r_m: int = param(1, "Motion-supervision patch radius, in feature-grid units.", min=0, max=16, advanced=True,
+                     label="Grab radius")
+    r_p: int = param(3, "Point-tracking search radius, in feature-grid units.", min=1, max=32, advanced=True,
+                     label="Tracking radius")
     steps: int = param(50, "DDIM steps of the whole schedule (inversion and denoising run part of it).",
                        min=2, max=1000)
 
@@ -127,7 +130,8 @@ def run(ctx: EditContext, p: DragParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="drag", label="Drag", params=DragParams, run=run,
+    name="drag", label="Drag — move a point of the picture to a new place (DragDiffusion)",
+    params=DragParams, run=run,
     stages=("lora", "invert", "drag", "denoise"), uses_points=True,
     description="Drag points of the picture to new places (DragDiffusion): paint a mask to keep the "
                 "rest still. The first drag of an image trains a small LoRA; later drags reuse it."))

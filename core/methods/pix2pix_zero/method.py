@@ -39,22 +39,24 @@ NAME = "pix2pix-zero"
 @dataclass(frozen=True, kw_only=True)
 class Pix2PixZeroParams(MethodParams):
     source_word: str = param("", "The word for what to change, as it appears in the image (e.g. cat).",
-                             required=True)
-    target_word: str = param("", "The word for what it should become (e.g. dog).", required=True)
+                             required=True, label="Change this word")
+    target_word: str = param("", "The word for what it should become (e.g. dog).", required=True,
+                             label="Into this word")
     source_prompt: str = param("", "A caption of the input image (e.g. 'a cat sitting on a sofa'). Leave "
-                               "empty to caption it with BLIP when that model is available.", kind="text")
+                               "empty to caption it with BLIP when that model is available.", kind="text",
+                               label="Picture shows")
     xa_guidance: float = param(0.1, "Cross-attention guidance step: keeps the layout of the input (0 = off; "
                                "0.1 for photos, 0.15 for generated images, <= 0.01 for v-prediction models).",
-                               min=0.0, max=2.0)
+                               min=0.0, max=2.0, label="Layout kept")
     guidance: float = param(5.0, "How strongly to push towards the target word (classifier-free guidance "
-                            "against the caption).", min=1.0, max=30.0)
+                            "against the caption).", min=1.0, max=30.0, label="Change strength")
     steps: int = param(50, "Inversion and denoising steps.", min=2, max=1000)
     reg_steps: int = param(5, "Noise-regularisation rounds per inversion step (0 = plain DDIM inversion).",
-                           min=0, max=50, advanced=True)
+                           min=0, max=50, advanced=True, label="Noise clean-up rounds")
     lambda_ac: float = param(20.0, "Weight (step size) of the auto-correlation term of the noise "
-                             "regularisation.", min=0.0, max=1000.0, advanced=True)
+                             "regularisation.", min=0.0, max=1000.0, advanced=True, label="Clean-up: pattern weight")
     lambda_kl: float = param(20.0, "Weight (step size) of the KL term of the noise regularisation.",
-                             min=0.0, max=1000.0, advanced=True)
+                             min=0.0, max=1000.0, advanced=True, label="Clean-up: spread weight")
 
     def check(self) -> None:
         if " ".join(self.source_word.lower().split()) == " ".join(self.target_word.lower().split()):
@@ -231,7 +233,8 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name=NAME, label="Translate (pix2pix-zero)", params=Pix2PixZeroParams, run=run,
+    name=NAME, label="Swap a word — cat → dog, the rest stays (pix2pix-zero)",
+    params=Pix2PixZeroParams, run=run,
     stages=("invert", "reference", "edit"),
     description="Change one thing into another (cat -> dog) along a word direction, keeping the picture's "
                 "layout through cross-attention guidance. Captions the image with BLIP when no source "

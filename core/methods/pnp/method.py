@@ -51,23 +51,25 @@ SD1_ATTENTION_LAYERS = range(4, 12)
 @dataclass(frozen=True, kw_only=True)
 class PnPParams(MethodParams):
     prompt: str = param("", "The target: what the picture should become (e.g. 'a marble statue of a horse').",
-                        kind="text", required=True)
+                        kind="text", required=True, label="Prompt")
     source_prompt: str = param("", "What the picture shows now (optional). Used for the inversion and as "
-                                   "the negative prompt when negative alpha is below 1.", kind="text")
+                                   "the negative prompt when negative alpha is below 1.", kind="text",
+                               label="Picture shows")
     feature_injection: float = param(
         0.8, "τ_f: fraction of the steps (from the start) that inject the source's spatial features. "
-             "Higher keeps more structure; 0.5 for sketches and silhouettes.", min=0.0, max=1.0)
+             "Higher keeps more structure; 0.5 for sketches and silhouettes.", min=0.0, max=1.0, label="Structure kept")
     attention_injection: float = param(
         0.5, "τ_A: fraction of the steps that inject the source's self-attention queries and keys.",
-        min=0.0, max=1.0)
+        min=0.0, max=1.0, label="Layout kept")
     negative_alpha: float = param(
         1.0, "α: the unconditional branch is α·ε(empty) + (1−α)·ε(source prompt). 1 = plain guidance "
              "(real photos); 0.75 pushes away from the source's look (generated images).",
-        min=0.0, max=1.0, advanced=True)
+        min=0.0, max=1.0, advanced=True, label="Empty-prompt share")
     negative_schedule: str = param(
         "constant", "How α evolves: constant, or linear from 1 at the first step to α at the last.",
-        choices=("constant", "linear"), advanced=True)
-    guidance: float = param(7.5, "Classifier-free guidance scale (10 suits real photos).", min=1.0, max=30.0)
+        choices=("constant", "linear"), advanced=True, label="Share over the steps")
+    guidance: float = param(7.5, "Classifier-free guidance scale (10 suits real photos).", min=1.0, max=30.0,
+                            label="Prompt strength")
 
     def check(self) -> None:
         if self.negative_alpha < 1.0 and not self.source_prompt.strip():
@@ -207,7 +209,8 @@ def run(ctx: EditContext, p: PnPParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="pnp", label="Restyle (PnP)", params=PnPParams, run=run, stages=("invert", "edit"),
+    name="pnp", label="Restyle — keep the layout, change the look (Plug-and-Play)",
+    params=PnPParams, run=run, stages=("invert", "edit"),
     samplers=("ddim", "lcm", "tcd"),
     description="Restyle the picture from a text prompt while keeping its layout: the source's decoder "
                 "features and self-attention are plugged into the generation (Plug-and-Play, 2023)."))

@@ -32,25 +32,28 @@ from .warp import disc_around_mask, disc_around_points, displacement_field, plan
 @dataclass(frozen=True, kw_only=True)
 class QuickDragParams(MethodParams):
     points: tuple = param((), "Handle and target pairs (handle x, y, target x, y) in image pixels: the "
-                              "content at each handle is moved to its target.", kind="points", required=True)
+                              "content at each handle is moved to its target.", kind="points", required=True,
+                          label="Points")
     prompt: str = param("", "What the image shows (optional): the inversion and the denoising use it.",
-                        kind="text")
+                        kind="text", label="Picture shows")
     falloff: float = param(0.5, "How the move fades out toward the edge of the region, as a share of the "
                                 "way from the handle to the edge: 1 stretches the whole way (FastDrag's "
                                 "warp), smaller values carry more around the handle along rigidly.",
-                           min=0.05, max=1.0)
+                           min=0.05, max=1.0, label="Stretch")
     inversion_strength: float = param(0.7, "How far the image is inverted before the warp (0.7: the last "
                                            "70% of the schedule is re-drawn). Higher blends the moved part "
                                            "in better and keeps less detail.", min=0.1, max=1.0,
-                                      advanced=True)
+                                      advanced=True, label="Freedom to change")
     anchor: float = param(0.5, "Share of the denoising steps during which the moved content follows the "
                                "source's own trajectory, warped: higher keeps its shape and place more "
                                "firmly, lower lets the model blend it in more.", min=0.0, max=1.0,
-                          advanced=True)
+                          advanced=True, label="Hold the moved part")
     region_margin: float = param(1.0, "Without a mask: how far the moving region reaches beyond the points, "
-                                      "in lengths of the longest drag.", min=0.1, max=10.0, advanced=True)
+                                      "in lengths of the longest drag.", min=0.1, max=10.0, advanced=True,
+                                 label="Region without a mask")
     source_attention: bool = param(True, "Denoise with the source picture's self-attention keys and values, "
-                                         "so the moved part keeps its look.", advanced=True)
+                                         "so the moved part keeps its look.", advanced=True,
+                                   label="Keep the look")
     steps: int = param(30, "DDIM steps of the whole schedule (inversion and denoising each run the "
                            "inversion strength's share of it).", min=2, max=1000)
 
@@ -188,7 +191,8 @@ def run(ctx: EditContext, p: QuickDragParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="quick-drag", label="Drag (instant)", params=QuickDragParams, run=run,
+    name="quick-drag", label="Instant drag — move a point of the picture in one step, no training (FastDrag)",
+    params=QuickDragParams, run=run,
     stages=("invert", "warp", "denoise"), uses_points=True, samplers=("ddim", "lcm", "tcd"),
     description="Drag points of the picture to new places in one step, with no training (FastDrag): the "
                 "picture is warped from each handle to its target and redrawn. Paint a mask to bound the "

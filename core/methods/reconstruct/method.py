@@ -14,7 +14,7 @@ from ...unet_calls import unet_forward, vae_decode
 @dataclass(frozen=True, kw_only=True)
 class ReconstructParams(MethodParams):
     prompt: str = param("", "What the image shows (optional): inversion and regeneration both use it.",
-                        kind="text")
+                        kind="text", label="Picture shows")
 
 
 def run(ctx: EditContext, p: ReconstructParams) -> MethodOutput:
@@ -28,6 +28,8 @@ def run(ctx: EditContext, p: ReconstructParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="reconstruct", label="Reconstruct", params=ReconstructParams, run=run, samplers=("ddim", "lcm", "tcd"),
+    name="reconstruct", label="Reconstruct — invert and regenerate: a check of the engine (DDIM inversion)",
+    diagnostic=True,
+    params=ReconstructParams, run=run, samplers=("ddim", "lcm", "tcd"),
     stages=("invert", "regenerate"),
     description="Invert the image with DDIM and regenerate it: a check of the engine, and a baseline."))

@@ -52,25 +52,29 @@ EARLY_STOP = (1e-5, 2e-5)  # stop a step's iterations when loss < a + b·i (loos
 @dataclass(frozen=True, kw_only=True)
 class StyleDiffusionParams(MethodParams):
     source_prompt: str = param("", "What the image shows now (optional): the reconstruction is learned for "
-                               "this prompt, and the target prompt is aligned to it word by word.", kind="text")
+                               "this prompt, and the target prompt is aligned to it word by word.", kind="text",
+                               label="Picture shows")
     prompt: str = param("", "What the image should become: the source prompt with words swapped, added or "
-                        "restyled (e.g. 'a cat' -> 'a watercolor cat').", kind="text", required=True)
+                        "restyled (e.g. 'a cat' -> 'a watercolor cat').", kind="text", required=True,
+                        label="New caption")
     tau_v: float = param(0.5, "Fraction of the steps whose cross-attention values come from the image "
-                         "(higher keeps more of the original look).", min=0.0, max=1.0)
+                         "(higher keeps more of the original look).", min=0.0, max=1.0, label="Original look kept")
     tau_c: float = param(0.6, "Fraction of the steps that copy the source's cross-attention maps "
-                         "(higher keeps the layout more strictly).", min=0.0, max=1.0, advanced=True)
+                         "(higher keeps the layout more strictly).", min=0.0, max=1.0, advanced=True,
+                         label="Layout kept")
     tau_s: float = param(0.6, "Fraction of the steps that inject the source's self-attention maps "
-                         "(structure).", min=0.0, max=1.0, advanced=True)
+                         "(structure).", min=0.0, max=1.0, advanced=True, label="Structure kept")
     tau_u: float = param(0.0, "Fraction of the steps that also control the unconditional branch of "
-                         "guidance (keeps the layout under strong guidance).", min=0.0, max=1.0, advanced=True)
+                         "guidance (keeps the layout under strong guidance).", min=0.0, max=1.0, advanced=True,
+                         label="Layout kept under strong guidance")
     guidance: float = param(7.5, "Classifier-free guidance scale (the reconstruction is learned for it).",
-                            min=1.0, max=30.0)
+                            min=1.0, max=30.0, label="Prompt strength")
     steps: int = param(30, "DDIM steps for inversion, training and editing.", min=2, max=200)
     train_iters_scale: int = param(100, "Optimisation iterations at the first step (step i gets about "
                                    "scale·e^(-0.1·i)); more reconstructs more faithfully, slower.",
-                                   min=1, max=1000, advanced=True)
+                                   min=1, max=1000, advanced=True, label="Learning effort")
     train_lr: float = param(1e-2, "Learning rate of the mapping networks (decays linearly over the steps).",
-                            min=1e-5, max=1.0, advanced=True)
+                            min=1e-5, max=1.0, advanced=True, label="Learning rate")
     seed: int = param(0, "Seeds the mapping networks' initialisation (the edit itself is deterministic).",
                       min=0, max=2**32 - 1)
 
@@ -501,7 +505,8 @@ def run(ctx: EditContext, p: StyleDiffusionParams) -> MethodOutput:
 
 
 METHOD = register(Method(
-    name="style-diffusion", label="Style (StyleDiffusion)", params=StyleDiffusionParams, run=run,
+    name="style-diffusion", label="Reword — change the caption, keep the photo's own look (StyleDiffusion)",
+    params=StyleDiffusionParams, run=run,
     stages=("invert", "train", "edit"), needs=("clip",),
     description="Learn how the photo enters cross-attention values from its CLIP embedding, then restyle "
                 "it Prompt-to-Prompt style while its structure stays (the first edit of an image trains "

@@ -179,6 +179,12 @@ def test_drag_offers_instant_by_default_and_precise_one_click_away(qtbot, win):
     win.document.add_point_pair(100, 100, 120, 110)
     for name in ("quick-drag", "drag"):
         assert list(panel.forms[name].values()["points"]) == [(100.0, 100.0, 120.0, 110.0)]
+    # on a few-step model Fast (LCM) is offered for Instant (it holds up with LCM), not for Precise
+    panel.set_few_step_model(True)
+    assert panel.fast_check.isVisibleTo(panel)
+    panel.variant_buttons["drag"].click()
+    assert not panel.fast_check.isVisibleTo(panel)
+    panel.set_few_step_model(False)
     panel.select_method("pnp")
     assert not panel.drag_row.isVisibleTo(panel)
 

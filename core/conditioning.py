@@ -80,6 +80,10 @@ class Conditioning:
             pooled = self.pooled - other.pooled.to(self.pooled)
         return Conditioning(self.embeds - other.embeds.to(self.embeds), pooled)
 
+    def scaled(self, k: float) -> "Conditioning":
+        """A direction times a number (pix2pix-zero's edit multiplier): embeddings and pooled alike."""
+        return Conditioning(self.embeds * k, None if self.pooled is None else self.pooled * k)
+
     def with_embeds(self, embeds: torch.Tensor) -> "Conditioning":
         """The same conditioning with other prompt embeddings (a learned value embedding, a mix)."""
         pooled = self.pooled

@@ -182,6 +182,46 @@ def test_image_guidance_end_to_end_with_mask(engine_with_tiny, encoders, tmp_pat
                                                                 **encoders)))
 
 
+def test_mkl_colour_transfer_moves_mean_and_covariance_onto_the_style():
+    from core.methods.diffuseit.colour_match import mkl_transfer
+
+    g = torch.Generator().manual_seed(0)
+    pix = torch.rand(1, 3, 20, 24, generator=g) * 0.5 - 0.4
+    mix = torch.tensor([[0.9, 0.3, 0.0], [0.1, 0.5, 0.2], [0.0, 0.2, 0.7]])
+    style = (torch.einsum("ij,bjhw->bihw", mix, torch.rand(1, 3, 30, 10, generator=g)) * 0.6).clamp(-1, 1)
+    out = mkl_transfer(pix, style)
+
+    def stats(x):
+        flat = x[0].double().reshape(3, -1)
+        return flat.mean(1), torch.cov(flat)
+
+    (mo, co), (ms, cs) = stats(out), stats(style)
+    torch.testing.assert_close(mo, ms, atol=1e-6, rtol=0)
+    torch.testing.assert_close(co, cs, atol=1e-6, rtol=1e-5)
+    # structure kept: the map is linear, so pixel order along any colour axis is preserved on average
+    a, b = pix[0, 0].flatten(), out[0].mean(0).flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1].abs() > 0.3
+    # a style identical to the picture maps it onto itself
+    torch.testing.assert_close(mkl_transfer(pix, pix), pix, atol=1e-5, rtol=0)
+
+
+def test_image_guided_result_is_colour_matched_unless_turned_off(engine_with_tiny, encoders, tmp_path):
+    style_rgb = np.zeros((H, W, 3), np.uint8)
+    style_rgb[..., 2] = 200  # a blue style image
+    style_rgb[::2, :, 0] = 60
+    style = tmp_path / "blue.png"
+    Image.fromarray(style_rgb).save(style)
+    src = picture()
+    params = dict(style_image=str(style), **FAST, **encoders)
+    matched = engine_with_tiny.run(EditRequest("diffuseit", src, params))
+    plain = engine_with_tiny.run(EditRequest("diffuseit", src, {**params, "color_match": False}))
+    assert matched.info["color_matched"] and not plain.info["color_matched"]
+    m, p = (np.asarray(r.image, np.float64).reshape(-1, 3).mean(0) for r in (matched, plain))
+    target = style_rgb.reshape(-1, 3).mean(0)
+    assert np.abs(m - target).sum() < 0.5 * np.abs(p - target).sum()
+    assert np.abs(m - target).max() < 12
+
+
 def test_style_image_given_as_pixels_needs_no_file(engine_with_tiny, encoders, tmp_path):
     """A layer used as the style image travels in the request as pixels: same result as the file."""
     style_rgb = picture(48, 40, seed=5)[:, ::-1].copy()

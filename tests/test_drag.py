@@ -1,5 +1,6 @@
 """Drag editing (DragDiffusion) on the tiny in-process model: motion supervision, point tracking,
 the mask term, the identity LoRA and its cache, reference attention, and the method end to end."""
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,13 +10,13 @@ import torch
 from core.attention import AttnCall, attention_layers, parse_layer_name
 from core.methods.drag.lora import (ADAPTER, TARGET_MODULES, LatentCrops, identity_loss, lora_adapter, lora_layers,
                             train_identity_lora)
-from core.methods.drag.motion import (ReferenceAttention, drag_latent, motion_loss, reference_blocks, sample_points,
-                              track_points)
+from core.methods.drag.motion import (DragSettings, ReferenceAttention, alternate_drag, drag_latent, motion_loss,
+                                      patch_features, reference_blocks, sample_points, stop_radii, track_points)
 from core.engine import EditRequest
 from core.errors import Cancelled, InvalidInput
 from core.events import CancelToken
 from core.images import plan_working_size
-from core.methods.drag.method import DragParams, grid_to_input, points_to_grid
+from core.methods.drag.method import DragParams, drag_settings, grid_to_input, points_to_grid, reach_report
 from core.sampling import ddim_invert
 from core.schedule import DDIMSchedule
 from core.unet_calls import counters, unet_forward
@@ -41,7 +42,8 @@ def inverted(tiny_model):
     schedule = DDIMSchedule(tiny_model.scheduler_config, 10)
     start = schedule.index_for_strength(0.7)
     traj = ddim_invert(tiny_model, schedule, lat, cond, None, start)
-    return SimpleNamespace(image=img, latent=lat, cond=cond, schedule=schedule, start=start, z=traj.at(start))
+    return SimpleNamespace(image=img, latent=lat, cond=cond, schedule=schedule, start=start, z=traj.at(start),
+                           traj=traj)
 
 
 def _unet_probe(model):
@@ -72,6 +74,31 @@ def test_motion_loss_is_zero_for_arrived_handles_and_needs_gradient_only_through
     assert g[3, 4] > 0 and g[3, 1] == 0  # pulls the patch one step ahead (x 3..5), not behind it
 
 
+def test_information_preserving_supervision_pulls_onto_the_original_features_at_the_initial_handle():
+    # GoodDrag: the patch ahead of the *current* handle is compared with the original image's
+    # features around the *initial* handle, not with the current features (which drift as the
+    # handle travels); the step ahead may be longer than one unit.
+    torch.manual_seed(1)
+    feat = torch.randn(1, 6, 12, 12, requires_grad=True)
+    original = torch.randn(1, 6, 12, 12)
+    initial, now, target = torch.tensor([[2.0, 5.0]]), torch.tensor([[4.0, 5.0]]), torch.tensor([[10.0, 5.0]])
+    anchor = patch_features(original, initial, 1)
+    loss = motion_loss(feat, now, target, r_m=1, anchor=anchor, step=3.0)
+    ahead = patch_features(feat, now + torch.tensor([[3.0, 0.0]]), 1)
+    torch.testing.assert_close(loss, (anchor - ahead).abs().mean(2).sum())
+    loss.backward()
+    g = feat.grad[0].abs().sum(0)
+    assert g[5, 7] > 0 and g[5, 4] == 0  # only the patch 3 units ahead (x 6..8) is pulled
+    # DragDiffusion's form (no anchor) compares with the current features instead: a different loss.
+    assert not torch.allclose(motion_loss(feat, now, target, r_m=1, step=3.0), loss)
+
+
+def test_stop_radius_is_the_official_two_units_but_at_most_a_tenth_of_the_drag():
+    h = torch.zeros(3, 2)
+    t = torch.tensor([[40.0, 0.0], [15.0, 0.0], [4.0, 0.0]])
+    assert stop_radii(h, t).tolist() == pytest.approx([2.0, 1.5, 1.0])
+
+
 def test_mask_term_keeps_latent_outside_the_mask(tiny_model, inverted):
     mask = torch.zeros(1, 1, 16, 16)
     mask[..., :8] = 1  # left half editable; handle and target inside it
@@ -81,6 +108,67 @@ def test_mask_term_keeps_latent_outside_the_mask(tiny_model, inverted):
     change = (out.latent - inverted.z).abs()[0].mean(0)
     inside, outside = change[:, :8].mean(), change[:, 8:].mean()
     assert outside < 0.3 * inside
+
+
+# ---- GoodDrag's alternating drag and denoising ------------------------------------------------------
+
+def test_alternating_drag_spreads_the_budget_over_timesteps_and_denoises_between(tiny_model, inverted):
+    model = tiny_model
+    seen = []
+    hook = model.unet.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append((int(args[1]), torch.is_grad_enabled())), with_kwargs=True)
+    h, t = torch.tensor([[4.0, 8.0]]), torch.tensor([[14.0, 8.0]])
+    s = DragSettings(budget=9, timesteps=3, track_every=2, lr=0.02, r_m=1, r_p=2, step=2.0)
+    try:
+        out = alternate_drag(model, inverted.schedule, inverted.traj, inverted.start, inverted.cond, h, t, (16, 16), s)
+    finally:
+        hook.remove()
+    ts = inverted.schedule.timesteps
+    grad_steps = [step for step, grad in seen if grad]
+    assert out.steps == len(grad_steps) <= 9 and out.drag_timesteps >= 2
+    # at most a third of the budget per timestep, drag steps at successive timesteps
+    assert all(grad_steps.count(ts[inverted.start + k]) <= 3 for k in range(3))
+    assert grad_steps[0] == ts[inverted.start] and ts[inverted.start + 1] in grad_steps
+    if not out.reached:
+        assert out.index == inverted.start + out.drag_timesteps - 1
+    # the original branch is the inversion trajectory: its features at each drag timestep, one pass
+    assert [st for st, grad in seen if not grad].count(ts[inverted.start]) >= 1
+    assert not torch.equal(out.latent, inverted.traj.at(out.index))
+
+
+def test_budget_grows_with_the_drag_and_lengths_scale_with_the_grid():
+    def ctx(w, h, native, vae_scale):
+        place = plan_working_size(w, h, native, 8)
+        return SimpleNamespace(place=place, source=SimpleNamespace(size=(w, h)),
+                               model=SimpleNamespace(vae_scale=vae_scale))
+
+    p = DragParams(points=((1.0, 1.0, 2.0, 2.0),))
+    demo, sd = ctx(64, 64, 64, 4), ctx(512, 512, 512, 8)
+    short = drag_settings(demo, p, torch.tensor([[10.0, 10.0]]), torch.tensor([[12.0, 10.0]]), 35)
+    long = drag_settings(demo, p, torch.tensor([[5.0, 10.0]]), torch.tensor([[16.0, 10.0]]), 35)
+    assert short.budget == p.drag_steps and long.budget == math.ceil(p.drag_steps * 11 / 32 / 0.1)
+    assert short.timesteps == 7  # 0.2 of 35 denoising steps: GoodDrag's 7
+    official = drag_settings(sd, p, torch.tensor([[10.0, 10.0]]), torch.tensor([[12.0, 10.0]]), 35)
+    assert (official.r_m, official.r_p, official.step) == (4, 12, 4.0)   # SD 1.5: GoodDrag's values
+    assert (short.r_m, short.r_p, short.step) == (2, 6, 2.0)             # the demo's latent cell is half as wide
+
+
+def test_reach_is_reported_in_input_pixels_and_reached_only_when_every_handle_arrived():
+    # A 3000x2000 photo at 512: one grid unit is ~11.7 input pixels, so the official "2 units" would
+    # call a handle 23 px short "arrived". Here a 29 px drag that moved 3 px is reported as such.
+    place = plan_working_size(3000, 2000, 512, 64)
+    ctx = SimpleNamespace(source=SimpleNamespace(size=(3000, 2000)), place=place, device=torch.device("cpu"),
+                          to_work_xy=place.to_work, to_input_xy=place.to_input)
+    p = DragParams(points=((1000.0, 1000.0, 1029.0, 1000.0), (200.0, 300.0, 800.0, 300.0)))
+    start, targets = points_to_grid(ctx, p.points)
+    ended = points_to_grid(ctx, ((1003.0, 1000.0, 1003.0, 1000.0), (798.0, 300.0, 798.0, 300.0)))[0]
+    rep = reach_report(ctx, p, start, ended, targets)
+    first, second = rep["points"]
+    assert first["distance_px"] == pytest.approx(26.0, abs=0.05) and first["reach"] == pytest.approx(3 / 29, abs=1e-3)
+    assert not first["arrived"] and second["arrived"] and not rep["reached"]
+    assert second["stop_radius_px"] == pytest.approx(2 * 3000 / 512 * 2, rel=0.01)  # 2 units
+    assert first["stop_radius_px"] < 12  # a short drag: at most a tenth of it, at least one unit
+    assert rep["handles"][0] == pytest.approx([1003.0, 1000.0], abs=0.01)
 
 
 # ---- point tracking ------------------------------------------------------------------------------
@@ -217,6 +305,10 @@ def test_drag_end_to_end_non_square_reuses_lora_and_leaves_unet_clean(engine_wit
     assert first.info["lora"] == "trained"
     handles = first.info["handles"]
     assert len(handles) == 2 and all(0 <= x < 48 and 0 <= y < 32 for x, y in handles)
+    rows = first.info["points"]
+    assert [r["start_distance_px"] for r in rows] == pytest.approx([16.12, 6.4], abs=0.01)
+    assert first.info["reached"] == all(r["distance_px"] <= r["stop_radius_px"] for r in rows)
+    assert first.info["drag_steps"] <= first.info["drag_budget"]
     assert first.passes["unet_grad"] == FAST["lora_steps"] + first.info["drag_steps"]
     stages = [e.stage for e in events if e.step == 0]
     assert stages == ["load", "lora", "invert", "drag", "denoise"]

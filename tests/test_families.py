@@ -283,12 +283,12 @@ def test_layer_maps_keep_sd15s_layers_and_pick_the_same_resolutions_on_sdxl(meta
     sd15 = build_random_sd15("meta")
     assert layer_map(sd15) is SD1_MAP
     by_name, by_depth = injection_plan(sd15.unet, SD1_MAP), injection_plan(sd15.unet)
-    assert by_name.feature_name == by_depth.feature_name == "up_blocks.1.resnets.1"  # the paper's layer 4
+    assert by_name.feature_name == by_depth.feature_name == "up_blocks.1.resnets.1.conv2"  # the paper's layer 4, its residual branch
     assert by_name.attention_layers == by_depth.attention_layers  # SD 1.5 behaves as before
     xl = types.SimpleNamespace(unet=meta_components["sdxl"]["unet"], family="sdxl")
     assert layer_map(xl) is SDXL_MAP
     plan = injection_plan(xl.unet, SDXL_MAP)
-    assert plan.feature_name == "up_blocks.0.resnets.1"  # latent /4, as SD 1.x's up_blocks[1]
+    assert plan.feature_name == "up_blocks.0.resnets.1.conv2"  # latent /4, as SD 1.x's up_blocks[1]
     assert feature_block(xl.unet, SDXL_MAP) is xl.unet.up_blocks[1]  # 640 channels, full latent size
     assert reference_blocks(xl.unet, SDXL_MAP) == {1}
     # the demo-like tiny SD 1 shape has no map: relative depth, as before

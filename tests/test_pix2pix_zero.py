@@ -209,12 +209,22 @@ def test_cross_attention_guidance_lowers_attention_loss(tiny_model):
     schedule = DDIMSchedule(tiny_model.scheduler_config, 5)
     cond = tiny_model.encode_text("a cat")
     latent = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5)) * 0.8
-    x_T = ddim_invert(tiny_model, schedule, latent, cond).noisiest
+    traj = ddim_invert(tiny_model, schedule, latent, cond)
+    x_T = traj.noisiest
     cond_edit = cond.float() + ed.edit_direction(tiny_model, "cat", "dog")
-    _, ref = reference_pass(tiny_model, schedule, x_T, cond)
+    ref = reference_pass(tiny_model, schedule, traj, cond)
     assert len(ref) == 5
     n_cross = sum(1 for name in tiny_model.unet.attn_processors if name.endswith("attn2.processor"))
     assert all(len(step) == n_cross for step in ref)  # every cross-attention layer, every step
+    # The reference is the inversion trajectory's own maps (Direct Inversion), not those of a
+    # reconstruction re-generated from x_T, which drifts from the input.
+    from core.methods.pix2pix_zero.method import CrossAttentionMaps
+    for i in (1, 4):
+        rec = CrossAttentionMaps(tiny_model.dtype)
+        with torch.no_grad(), attention_hooks(tiny_model.unet, rec):
+            unet_forward(tiny_model, traj.at(i), schedule.timesteps[i], cond)
+        for name, m in rec.maps.items():
+            torch.testing.assert_close(ref[i][name], m)
 
     free = edit_pass(tiny_model, schedule, x_T, cond_edit, cond, ref, 5.0, 0.0, measure=True)
     guided = edit_pass(tiny_model, schedule, x_T, cond_edit, cond, ref, 5.0, 50.0)
@@ -264,6 +274,18 @@ def test_runs_end_to_end_with_mask_and_keeps_outside_pixels(engine_with_tiny, ti
     assert res.info["caption"] == "a cat on a rug" and len(res.info["xa_loss"]) == 4
     # inversion (4) + reference (4) + per edit step one guidance pass and one batched CFG pass
     assert res.passes["unet"] == 4 + 4 + 2 * 4 and res.passes["unet_grad"] == 4
+
+
+def test_edit_multiplier_scales_the_direction(engine_with_tiny):
+    img = _image(seed=2)
+    params = {"source_word": "cat", "target_word": "dog", "source_prompt": "a cat", "steps": 3, "reg_steps": 0}
+    none = engine_with_tiny.run(EditRequest(P2PZ, img, {**params, "edit_multiplier": 0.0}))
+    once = engine_with_tiny.run(EditRequest(P2PZ, img, params))
+    twice = engine_with_tiny.run(EditRequest(P2PZ, img, {**params, "edit_multiplier": 2.0}))
+    # at x_T the edit pass sees the trajectory's own latent: without a direction its maps are the
+    # reference's exactly; the loss there grows with the multiplier
+    assert none.info["xa_loss"][0] == 0.0
+    assert 0 < once.info["xa_loss"][0] < twice.info["xa_loss"][0]
 
 
 def test_second_edit_reuses_direction_inversion_and_reference(engine_with_tiny, tiny_model):

@@ -14,7 +14,7 @@ from core.registry import get_method
 from core.sampling import Trajectory, ddim_invert, denoise
 from core.schedule import DDIMSchedule
 from core.unet_calls import counters, unet_forward
-from core.unet_layout import decoder_layers, forward_hook
+from core.unet_layout import decoder_layers
 
 
 def _image(w=40, h=32):
@@ -88,15 +88,15 @@ def test_injected_tensors_equal_the_recorded_source_tensors(tiny_model):
     src_emb = model.encode_text("a red fox")
     latent0 = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
     traj = ddim_invert(model, schedule, latent0, src_emb)
-    # α < 1 with the linear schedule: step 0 runs at batch 3, later steps at batch 4 (all target rows injected).
+    # The linear schedule from α = 1: step 0 runs at batch 3, later steps at batch 4 (all target rows injected).
     p = PnPParams(prompt="a blue car", source_prompt="a red fox", feature_injection=0.5,
-                  attention_injection=0.34, negative_alpha=0.5, negative_schedule="linear", steps=steps)
+                  attention_injection=0.34, negative_alpha=1.0, negative_schedule="linear", steps=steps)
     n_feat, n_attn = injected_steps(p.feature_injection, steps), injected_steps(p.attention_injection, steps)
     assert (n_feat, n_attn) == (3, 2)
 
     plan = injection_plan(model.unet)
     layer = next(lay for lay in decoder_layers(model.unet) if lay.index == plan.feature_layer)
-    consumer = model.unet.get_submodule(layer.attention_prefix)  # takes the resnet's output next
+    assert plan.feature_module is layer.resnet.conv2
     injected_names = [n.removesuffix(".processor") for n in model.unet.attn_processors
                       if (lambda li: li.place == "up" and li.kind == "attn1"
                           and (li.block, li.index) in plan.attention_layers)(parse_layer_name(n))]
@@ -104,44 +104,54 @@ def test_injected_tensors_equal_the_recorded_source_tensors(tiny_model):
     untouched = next(n.removesuffix(".processor") for n in model.unet.attn_processors
                      if n.startswith("down_blocks.1") and ".attn1" in n)
 
-    # What the target rows receive: observers run after the injection; the pre-hook sees the
-    # feature after the resnet's (injected) output.
+    # What the target rows receive: observers run after the injection; the resnet's inputs and
+    # (injected) output are recorded around it.
     seen = AttentionRecorder(lambda li: li.kind == "attn1", what=("q", "k", "v"))
-    received = []
-    handle = consumer.register_forward_pre_hook(lambda mod, args: received.append(args[0].detach().clone()))
+    calls = []
+    handle = layer.resnet.register_forward_hook(
+        lambda mod, args, out: calls.append((args[0].detach().clone(), args[1].detach().clone(), out.detach().clone())))
     try:
         _, info = pnp_denoise(model, schedule, traj, p, observers=[seen])
     finally:
         handle.remove()
     assert info["unet_batches"] == {"batch 3": 1, "batch 4": steps - 1}
-    assert len(received) == steps
+    assert info["feature_layer"].endswith(".conv2")
+    assert len(calls) == steps
 
-    # The source branch alone, recorded in separate passes.
+    resnet = layer.resnet
     for i, t in enumerate(schedule.timesteps):
+        # The hand computation: with no hook, resnet(x) = (shortcut(x) + branch(x)) / scale, so the
+        # residual branch of a row is scale·resnet(x) − shortcut(x). Injection replaces only the
+        # branch: target row r must give (shortcut(x_r) + branch(x_source)) / scale.
+        x, temb, out = calls[i]
+        with torch.no_grad():
+            plain = resnet(x, temb)
+            shortcut = resnet.conv_shortcut(x) if resnet.conv_shortcut is not None else x
+        scale = resnet.output_scale_factor
+        branch = plain * scale - shortcut
+        for row in range(1, x.shape[0]):
+            if i < n_feat:
+                want = (shortcut[row:row + 1] + branch[:1]) / scale
+                torch.testing.assert_close(out[row:row + 1], want, atol=1e-5, rtol=1e-5)
+                # ... which is not the old rule (the source's whole block output)
+                assert not torch.allclose(out[row:row + 1], plain[:1], atol=1e-3)
+            else:
+                torch.testing.assert_close(out[row:row + 1], plain[row:row + 1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[:1], plain[:1], atol=1e-5, rtol=1e-5)  # the source row is itself
+
+        # The source branch alone, recorded in a separate pass.
         ref = AttentionRecorder(lambda li: li.kind == "attn1", what=("q", "k", "v"))
-        feats = []
-        with attention_hooks(model.unet, ref), forward_hook(plan.feature_module,
-                                                            lambda m, a, o: feats.append(o.clone())):
+        with attention_hooks(model.unet, ref):
             unet_forward(model, traj.at(i), t, src_emb)
-        feat = received[i]
-        if i < n_feat:
-            for row in range(1, feat.shape[0]):
-                torch.testing.assert_close(feat[row:row + 1], feats[0], atol=1e-5, rtol=1e-5)
-        else:
-            assert not torch.allclose(feat[1], feat[0], atol=1e-4)
         for name in injected_names:
             got, want = seen.records[name][i], ref.records[name][0]
-            # The layer right after the injected feature sees the source's hidden states while the
-            # feature is injected, so its q/k/v match the source's for that reason alone.
-            fed = name.startswith(layer.attention_prefix + ".") and i < n_feat
             for key in ("q", "k"):
                 if i < n_attn:
                     for row in range(1, got[key].shape[0]):
                         torch.testing.assert_close(got[key][row:row + 1], want[key], atol=1e-5, rtol=1e-5)
-                elif not fed:
+                else:
                     assert not torch.allclose(got[key][1], got[key][0], atol=1e-4)
-            if not fed:  # values are never injected
-                assert not torch.allclose(got["v"][2], got["v"][0], atol=1e-4)
+            assert not torch.allclose(got["v"][2], got["v"][0], atol=1e-4)  # values are never injected
         # layers outside the plan are left alone
         got = seen.records[untouched][i]
         assert not torch.allclose(got["q"][2], got["q"][0], atol=1e-4)
@@ -156,8 +166,8 @@ def test_sd1_layout_picks_the_papers_layers():
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4)
     plan = injection_plan(unet)
-    assert plan.feature_layer == 4 and plan.feature_name == "up_blocks.1.resnets.1"
-    assert plan.feature_module is unet.up_blocks[1].resnets[1]
+    assert plan.feature_layer == 4 and plan.feature_name == "up_blocks.1.resnets.1.conv2"
+    assert plan.feature_module is unet.up_blocks[1].resnets[1].conv2
     hook = QKInjection(plan.attention_layers)
     hook.active = True
     chosen = sorted(n.removesuffix(".transformer_blocks.0.attn1.processor") for n in unet.attn_processors
@@ -218,13 +228,17 @@ def test_parameters_schedule_and_validation():
                 "negative_alpha": 1.0, "negative_schedule": "constant", "guidance": 7.5, "steps": 50, "seed": 0}
     assert {k: described[k]["default"] for k in expected} == expected
     assert described["prompt"]["required"] and described["prompt"]["type"] == "text"
-    assert described["negative_schedule"]["choices"] == ["constant", "linear"]
+    assert described["negative_schedule"]["choices"] == ["constant", "linear", "exp"]
     assert described["feature_injection"]["flag"] == "--feature-injection"
     assert (injected_steps(0.8, 50), injected_steps(0.5, 50), injected_steps(1.0, 7)) == (40, 25, 7)
 
+    # The official plug-and-play schedules: α·flip(linspace(0, 1, n)), α·exp(−6·linspace(0, 1, n)).
     p = PnPParams(prompt="x", source_prompt="y", negative_alpha=0.75, negative_schedule="linear", steps=5)
-    assert [negative_alpha_at(p, i, 5) for i in range(5)] == pytest.approx([1.0, 0.9375, 0.875, 0.8125, 0.75])
-    assert negative_alpha_at(p.replace(negative_schedule="constant"), 0, 5) == 0.75
+    assert [negative_alpha_at(p, i, 5) for i in range(5)] == pytest.approx([0.75, 0.5625, 0.375, 0.1875, 0.0])
+    assert negative_alpha_at(p.replace(negative_schedule="constant"), 3, 5) == 0.75
+    ramp = p.replace(negative_alpha=1.0)  # linear does something at the default α
+    assert [negative_alpha_at(ramp, i, 3) for i in range(3)] == pytest.approx([1.0, 0.5, 0.0])
+    assert negative_alpha_at(p.replace(negative_schedule="exp"), 4, 5) == pytest.approx(0.75 * np.exp(-6))
 
     with pytest.raises(InvalidInput):
         PnPParams.from_dict({"source_prompt": "a cat"})  # the target prompt is required
@@ -232,5 +246,21 @@ def test_parameters_schedule_and_validation():
         PnPParams.from_dict({"prompt": "a dog", "negative_alpha": 0.5})
     with pytest.raises(InvalidInput):
         PnPParams.from_dict({"prompt": "a dog", "feature_injection": 1.5})
+    with pytest.raises(InvalidInput, match="source_prompt"):
+        PnPParams.from_dict({"prompt": "a dog", "negative_schedule": "linear"})
     with pytest.raises(InvalidInput):
-        PnPParams.from_dict({"prompt": "a dog", "negative_schedule": "exp"})
+        PnPParams.from_dict({"prompt": "a dog", "source_prompt": "a cat", "negative_schedule": "cosine"})
+
+
+def test_linear_negative_schedule_acts_at_the_default_alpha(tiny_model):
+    # The official linear schedule ramps α to 0, so it changes the edit even at α = 1 (before the
+    # fix it went "from 1 to α" and did nothing there).
+    model = tiny_model
+    schedule = DDIMSchedule(model.scheduler_config, 6)
+    traj, _ = _sampled_trajectory(model, schedule, model.encode_text("a red fox"))
+    p = PnPParams(prompt="a blue car", source_prompt="a red fox", steps=6)
+    plain, info_plain = pnp_denoise(model, schedule, traj, p)
+    ramped, info = pnp_denoise(model, schedule, traj, p.replace(negative_schedule="linear"))
+    assert info_plain["unet_batches"] == {"batch 3": 6}
+    assert info["unet_batches"] == {"batch 3": 1, "batch 4": 5}  # step 0 is plain guidance (α_0 = 1)
+    assert (ramped - plain).abs().mean() > 1e-3

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from core.attention import AttentionRecorder, attention_hooks
+from core.conditioning import Conditioning
 from core.engine import EditRequest, Engine
 from core.errors import ModelUnavailable
 from core.methods.style_diffusion import method as sd
@@ -92,7 +93,7 @@ def test_clip_tokens_are_all_tokens_at_text_width(tiny_model):
 def test_training_lowers_the_reconstruction_loss(trained):
     learned = trained["learned"]
     assert learned.iterations > 0
-    assert len(learned.mappers) == STEPS and learned.values.shape == (STEPS, 77, 32)
+    assert len(learned.mappers) == STEPS and learned.scales.shape == learned.shifts.shape == (STEPS, 77, 32)
     assert all(last <= first for first, last in zip(learned.first_losses, learned.last_losses))
     assert sum(learned.last_losses) < 0.9 * sum(learned.first_losses)
     # Step 0 starts from the plain prompt (value = c) and optimises away from it.
@@ -112,7 +113,7 @@ def test_learned_embedding_changes_only_cross_attention_values(trained):
             unet_forward(model, traj.noisiest, t, cond)
         return rec.records
 
-    plain, styled = record(None), record(learned.values[:1])
+    plain, styled = record(None), record(learned.value(0, cond))
     assert plain.keys() == styled.keys() and len(plain) >= 4
     v_changed = 0
     for name in plain:
@@ -129,19 +130,74 @@ def test_learned_reconstruction_beats_the_plain_prompt(trained):
     model, schedule, traj, learned = trained["model"], trained["schedule"], trained["traj"], trained["learned"]
     cond, uncond = trained["cond"], trained["uncond"]
 
-    def reconstruct(values):
+    def reconstruct(learned):
         hook = sd.ValueHook()
 
         def predict(x, i, t):
-            hook.set(None if values is None else values[i: i + 1])
+            hook.set(None if learned is None else learned.value(i, cond))
             with attention_hooks(model.unet, hook):
                 return predict_cfg(model, x, t, cond, uncond, GUIDANCE)
 
         return denoise(model, schedule, traj.noisiest, predict)
 
-    err_learned = F.mse_loss(reconstruct(learned.values), traj.clean).item()
+    err_learned = F.mse_loss(reconstruct(learned), traj.clean).item()
     err_plain = F.mse_loss(reconstruct(None), traj.clean).item()
     assert err_learned < 0.9 * err_plain
+
+
+def test_a_word_swap_changes_the_result_from_the_first_step(trained):
+    # With every control at its strongest (values, cross- and self-attention maps from the source for
+    # all steps) a word swap must still act: the target's values are the *target* prompt through the
+    # learned scale and shift (official), not the source's learned value. With the source's value
+    # copied over, the target branch would reproduce the source's reconstruction exactly.
+    from core.unet_calls import unet_forward
+
+    model, schedule, traj, learned = trained["model"], trained["schedule"], trained["traj"], trained["learned"]
+    uncond = trained["uncond"]
+    c_src, c_tgt = model.encode_text("a photo"), model.encode_text("a phono")  # same token count: a swap
+    al = sd.align_tokens(model, "a photo", "a phono")
+    assert al.kind == "word swap"
+    p = sd.StyleDiffusionParams(prompt="a phono", source_prompt="a photo", tau_v=1.0, tau_c=1.0, tau_s=1.0,
+                                tau_u=1.0, steps=STEPS, guidance=GUIDANCE)
+    edited = sd.edit_latents(model, schedule, traj, learned, c_src, c_tgt, uncond, al, p)
+    unchanged = sd.edit_latents(model, schedule, traj, learned, c_src, c_src, uncond,
+                                sd.align_tokens(model, "a photo", "a photo"), p)
+    assert (edited - unchanged).abs().mean() > 1e-3
+    # ... from step 0: the first edit call's two conditional branches already differ
+    x = torch.cat([traj.noisiest, traj.noisiest])
+    values = sd.ValueHook()
+    values.set(torch.cat([learned.value(0, c_tgt), learned.value(0, c_src)]), [sd.TGT_C, sd.SRC_C])
+    _, self_layers = sd.layer_selectors(model.unet)
+    control = sd.PromptToPromptControl(al, self_layers, 1, 1, 1)
+    with torch.no_grad(), attention_hooks(model.unet, values, control):
+        out = unet_forward(model, torch.cat([x, x]), schedule.timesteps[0],
+                           Conditioning.cat([uncond, uncond, c_tgt, c_src]))
+    assert (out[sd.TGT_C] - out[sd.SRC_C]).abs().mean() > 1e-4
+
+
+def test_official_training_schedule_and_summed_regularisation():
+    assert sd.train_lr_at(1e-2, 0, 30) == pytest.approx(1e-2)
+    assert [sd.train_lr_at(1e-2, i, 30) for i in (10, 29)] == pytest.approx([1e-2 * 0.9, 1e-2 * 0.71])
+    maps = [torch.full((2, 3), 1.0), torch.full((2, 3), 2.0)]
+    refs = [torch.zeros(2, 3), torch.zeros(2, 3)]
+    assert float(sd.attention_regularisation(maps, refs)) == pytest.approx(1.0 + 4.0)  # a sum, not a mean
+
+
+def test_self_attention_control_covers_every_level_below_the_top_resolution():
+    from diffusers import UNet2DConditionModel
+
+    from core.attention import attention_layers
+
+    sd1 = UNet2DConditionModel(  # SD 1.x's layout (four levels, attention in the top three)
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(8, 8, 8, 8),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4)
+    reg, self_ctrl = sd.layer_selectors(sd1)
+    chosen = {(lay.place, lay.block) for lay in attention_layers(sd1) if self_ctrl(lay)}
+    # The official <= 32x32 at 512 px: down_blocks 1-2, the mid block, up_blocks 1-2; not the 64x64 level.
+    assert chosen == {("down", 1), ("down", 2), ("mid", 0), ("up", 1), ("up", 2)}
+    assert {(lay.place, lay.block) for lay in attention_layers(sd1) if reg(lay)} == {("down", 2), ("up", 1)}
 
 
 def test_token_alignment(tiny_model):
@@ -178,7 +234,7 @@ def test_prompt_to_prompt_control_replaces_target_maps(tiny_model, uncond_steps)
         else:
             n_self += 1
             torch.testing.assert_close(p[sd.TGT_C], p[sd.SRC_C])
-        if uncond_steps:  # improved unconditional branch: the same control on the unconditional half
+        if uncond_steps and ".attn1" in name:  # improved unconditional branch: self-attention only
             torch.testing.assert_close(p[sd.TGT_U], p[sd.SRC_U])
         else:
             assert not torch.allclose(p[sd.TGT_U], p[sd.SRC_U])

@@ -176,8 +176,9 @@ def test_low_vram_gives_the_same_result(method, params, tmp_path):
     assert model.low_vram and model.unet.is_gradient_checkpointing
     diff = np.abs(np.asarray(plain.image).astype(int) - np.asarray(low.image))
     # Recomputed activations differ from kept ones in the last float bits; drag's Adam steps carry
-    # that into the latent, so a few pixels move by a level or three, the picture not at all.
-    assert diff.mean() < 0.1 and diff.max() <= 4, (diff.mean(), diff.max())
+    # that into the latent (twice as far at GoodDrag's lr 0.02 as at 0.01), so a few pixels move by
+    # a level or four, the picture not at all.
+    assert diff.mean() < 0.2 and diff.max() <= 4, (diff.mean(), diff.max())
 
 
 def test_download_dry_run_reports_the_size_and_refuses_a_full_disk(monkeypatch, tmp_path):

@@ -15,7 +15,9 @@ Losses (l_total): structure = DINO last-layer key self-similarity + patch InfoNC
 style = directional CLIP over augmented cut-outs (text) or DINO [CLS] distance + weak pixel MSE to
 the style image (image); range loss; minus the semantic divergence (the [CLS] distance to the
 previous step's x̂0) in the early steps. The first kept step is redone `resample` times (step, then
-re-noise back to its timestep) before the run proceeds.
+re-noise back to its timestep) before the run proceeds. Image-guided results finally get the
+official image-guided command's colour matching (colour_match.py: MKL transfer onto the style
+image's colours), unless `color_match` is off.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch.utils.checkpoint
 from ... import images
 from ...aux_models import load_aux
 from ...cache import content_key
+from .colour_match import mkl_transfer
 from .losses import (ClipEncoder, DinoEncoder, cls_distance, cutouts, directional_clip_loss,
                                 patch_nce_loss, range_loss, self_similarity_loss, text_direction)
 from ...context import EditContext, MethodOutput
@@ -95,6 +98,9 @@ class DiffuseITParams(MethodParams):
                           advanced=True, label="Refinement passes")
     cutouts: int = param(8, "Augmented cut-outs per step for the CLIP loss.", min=1, max=64, advanced=True,
                          label="Text crops per step")
+    color_match: bool = param(True, "Image-guided: finally map the result's colours onto the style image's "
+                              "(MKL colour transfer, as the official image-guided command's --use_colormatch).",
+                              advanced=True, label="Match the style's colours")
     dino_model: str = param("", "DINO ViT to use: a folder or hub id (default: beside the model, else "
                             "facebook/dino-vitb8).", advanced=True, label="Structure model (DINO)")
     clip_model: str = param("", f"CLIP to use: a folder or hub id (default: beside the model, else "
@@ -328,7 +334,13 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
     rep.stage("decode", 1)
     with torch.no_grad():
         out = vae_decode(model, x)
+        matched = style_pix is not None and p.color_match
+        if matched:
+            region = None if ctx.mask is None else ctx.mask[..., :h, :w]
+            out = out.clone()
+            out[..., :h, :w] = mkl_transfer(out[..., :h, :w], style_pix, region).clamp(-1, 1)
     info = dict(start_timestep=schedule.timesteps[start], guided_steps=(kept + p.resample) if guided else 0,
+                color_matched=matched,
                 guidance_clipped_steps=int(clipped.item()),
                 losses={k: round(float(v), 6) for k, v in last_terms.items()})
     return MethodOutput(out, info)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ...events import Reporter
+from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...previews import latent_preview
 from ...schedule import prediction_from, split_prediction
@@ -166,7 +167,8 @@ def train_identity_lora(model: DiffusionModel, params: list[torch.nn.Parameter],
                         cond: torch.Tensor, steps: int, lr: float, gen: torch.Generator,
                         reporter: Optional[Reporter] = None, batch: int = BATCH) -> list[float]:
     """Fit the attached adapter to the image: AdamW, batches of random crops, uniform timesteps.
-    Returns the loss of every step. Leaves the parameters without gradients."""
+    The loss is scaled through an fp16 UNet (core/loss_scaling.py). Returns the loss of every step.
+    Leaves the parameters without gradients."""
     from ...schedule import DDIMSchedule
 
     device = model.device
@@ -176,6 +178,7 @@ def train_identity_lora(model: DiffusionModel, params: list[torch.nn.Parameter],
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
+    scaler = LossScaler.for_dtype(model.dtype)
     losses = []
     if reporter:
         reporter.stage("lora", steps)
@@ -187,7 +190,7 @@ def train_identity_lora(model: DiffusionModel, params: list[torch.nn.Parameter],
             with torch.enable_grad():
                 loss, out, noisy = identity_loss(model, alphas, x0, cond, t, noise)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.backward(loss, params)
             opt.step()
             losses.append(loss.detach())
             if reporter:

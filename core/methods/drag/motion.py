@@ -1,11 +1,27 @@
-"""DragDiffusion's latent optimisation: motion supervision on decoder features, point tracking,
-and the reference-attention hook used while denoising the dragged latent.
+"""Drag editing's latent optimisation: motion supervision on decoder features, point tracking,
+GoodDrag's alternation of drag and denoising steps, and the reference-attention denoising that
+follows.
+
+Motion supervision (DragDiffusion, Shi et al. 2024) pulls the features one step ahead of each
+handle onto the handle's features. With `anchor` features it is GoodDrag's information-preserving
+form (Zhang et al. 2024): the features ahead of the *current* handle are pulled onto the original
+image's features at the *initial* handle (at the same timestep), not onto the last step's, so the
+handle's appearance does not drift while it travels, and the step ahead may be longer than one
+grid unit (up to `step`). Point tracking compares with the same original feature.
+
+Alternating drag and denoising (GoodDrag): instead of optimising the inverted latent at one
+timestep for the whole drag, a few motion-supervision steps run at timestep t_i, then one DDIM step
+takes the dragged latent to t_{i+1}, and so on for the first denoising steps; each timestep's
+denoising step repairs what the drag disturbed before the next drag steps add more. The original
+branch is the inversion trajectory itself (its latent at every t_i is known, Direct Inversion), so
+its features and DDIM step cost one pass per drag timestep and follow the input exactly.
 
 Coordinates: points are (x, y) float tensors on the feature grid, which is the working canvas at
 half resolution; a point's value is the feature at that grid index (bilinear between indices).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -14,16 +30,20 @@ import torch.nn.functional as F
 
 from ...attention import attention_hooks
 from ...events import Reporter
+from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...previews import latent_preview
 from ...reference_attention import ReferenceAttention, reference_blocks  # noqa: F401  (tests import them here)
-from ...sampling import denoise
+from ...sampling import Trajectory, denoise
 from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward
 from ...layer_maps import LayerMap, layer_map
 from ...unet_layout import forward_hook, up_block_for_sd1
 
-STOP_RADIUS = 2.0  # feature-grid units: a handle this close to its target has arrived
+STOP_RADIUS = 2.0        # grid units: the official "arrived" radius (both DragDiffusion and GoodDrag)
+STOP_FRACTION = 0.1      # ... but never more than this share of the handle's own drag, so that an
+MIN_STOP_RADIUS = 1.0    #     arrived handle has covered >= 90 % of it; and never under one grid unit
+STILL_TRACKS = 10        # GoodDrag (its app's default): stop dragging after this many trackings in a row moved no handle
 
 
 # ---- features -----------------------------------------------------------------------------------
@@ -67,23 +87,40 @@ def square_offsets(r: int, device=None) -> torch.Tensor:
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
 
 
+def patch_features(feat: torch.Tensor, centres: torch.Tensor, r: int) -> torch.Tensor:
+    """The (2r+1)^2 patch around each centre: feat [1,C,H,W], centres [N,2] -> [N,K,C]."""
+    q = centres[:, None, :] + square_offsets(r, feat.device)[None]
+    return sample_points(feat, q.reshape(-1, 2)).view(centres.shape[0], q.shape[1], -1)
+
+
 # ---- motion supervision and tracking ----------------------------------------------------------
 
+def stop_radii(handles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per handle, how close (grid units) counts as arrived: the official 2, but at most a tenth of
+    that handle's own drag (a short drag must not "arrive" half way) and at least 1 (tracking moves
+    in whole grid units)."""
+    d0 = (targets - handles).norm(dim=1)
+    return (STOP_FRACTION * d0).clamp(MIN_STOP_RADIUS, STOP_RADIUS)
+
+
 def motion_loss(feat: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor, r_m: int,
-                stop_radius: float = STOP_RADIUS) -> torch.Tensor:
-    """Sum over handles of sum over the (2r_m+1)^2 patch q around the handle of
-    mean_channels |F(q).detach() - F(q + d)|, d the unit step toward the target: the features one
-    step ahead are pulled onto the current ones. Handles already within `stop_radius` of their
-    target add nothing (they have arrived; pushing them on would overshoot)."""
+                stop_radius=STOP_RADIUS, anchor: Optional[torch.Tensor] = None, step: float = 1.0) -> torch.Tensor:
+    """Sum over handles of sum over the (2r_m+1)^2 patch of mean_channels |A(q) - F(q + d)|, where
+    d points from the handle toward its target, of length min(step, distance left). A (the anchor)
+    is F(q).detach() at the current handle (DragDiffusion), or given [N,K,C]: the original
+    features around the initial handle (GoodDrag's information-preserving supervision). Handles
+    already within `stop_radius` (a number or [N]) of their target add nothing."""
     delta = targets - handles
     dist = delta.norm(dim=1, keepdim=True)
-    step = delta / dist.clamp_min(1e-6)
+    d = delta / dist.clamp_min(1e-6) * dist.clamp(max=step)
     offs = square_offsets(r_m, feat.device)
     q = handles[:, None, :] + offs[None]                          # [N,K,2]
-    here = sample_points(feat.detach(), q.reshape(-1, 2))
-    ahead = sample_points(feat, (q + step[:, None, :]).reshape(-1, 2))
-    per_handle = (here - ahead).abs().mean(dim=1).view(q.shape[0], -1).sum(dim=1)
-    moving = (dist[:, 0] >= stop_radius).to(per_handle.dtype)
+    here = sample_points(feat.detach(), q.reshape(-1, 2)).view(q.shape[0], q.shape[1], -1) \
+        if anchor is None else anchor.detach()
+    ahead = sample_points(feat, (q + d[:, None, :]).reshape(-1, 2)).view(q.shape[0], q.shape[1], -1)
+    per_handle = (here - ahead).abs().mean(dim=2).sum(dim=1)
+    radius = torch.as_tensor(stop_radius, dtype=dist.dtype, device=dist.device).expand(dist.shape[0])
+    moving = (dist[:, 0] >= radius).to(per_handle.dtype)
     return (per_handle * moving).sum()
 
 
@@ -104,85 +141,184 @@ def track_points(feat: torch.Tensor, reference: torch.Tensor, handles: torch.Ten
 
 @dataclass
 class DragOutcome:
-    latent: torch.Tensor          # the optimised latent at the inversion timestep
+    latent: torch.Tensor          # the dragged latent, at timesteps[index]
     handles: torch.Tensor         # [N,2] where the handles were tracked to (feature grid)
-    steps: int                    # optimiser steps taken
-    reached: bool                 # every handle within the stop radius of its target
+    steps: int                    # motion-supervision steps taken
+    reached: bool                 # every handle within its stop radius of its target
+    index: int = 0                # the timestep index `latent` is at
     losses: list = field(default_factory=list)
+    still_tracks: int = 0         # trackings in a row (up to now) that moved no handle
+    drag_timesteps: int = 1       # timesteps at which motion supervision ran
+
+
+def arrived(handles: torch.Tensor, targets: torch.Tensor, radius) -> bool:
+    radius = torch.as_tensor(radius, dtype=handles.dtype, device=handles.device)
+    return bool(((targets - handles).norm(dim=1) < radius).all())
 
 
 def drag_latent(model: DiffusionModel, schedule: DDIMSchedule, index: int, latent: torch.Tensor,
                 cond: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor, feat_size: tuple[int, int],
                 *, max_steps: int, lr: float, r_m: int, r_p: int, lam: float = 0.0,
                 mask: Optional[torch.Tensor] = None, reporter: Optional[Reporter] = None,
-                track: bool = True, stop_radius: float = STOP_RADIUS) -> DragOutcome:
+                track: bool = True, stop_radius=STOP_RADIUS, reference: Optional[torch.Tensor] = None,
+                original: Optional[torch.Tensor] = None, initial: Optional[torch.Tensor] = None,
+                step: float = 1.0, track_every: int = 1, still_tracks: int = 0, final_track: bool = True,
+                scaler: Optional[LossScaler] = None, progress: tuple[int, int] = (0, 0)) -> DragOutcome:
     """Optimise the latent at timesteps[index] with Adam so that the handles' features move toward
-    the targets, tracking the handles after every step, until all arrive or `max_steps` is spent.
-    With a latent-size `mask` (1 = editable) and lam > 0, lam * sum|(x_{t-1}(z^) - x_{t-1}(z)) (1 - M)|
-    keeps the outside where it was. Only the latent gets gradients."""
+    the targets, tracking the handles every `track_every` steps, until all arrive, `max_steps` is
+    spent, or tracking has not moved any handle STILL_TRACKS times in a row.
+
+    `original` [1,C,h,w]: the undragged latent at this timestep, giving (one pass) the reference
+    features for tracking and, when anchored, for motion supervision at the `initial` handles
+    (GoodDrag's information-preserving form); without it the first pass on `latent` does (the
+    latent is then taken to be the original, DragDiffusion's single-timestep loop). `reference`
+    [N,C] overrides the tracking reference. With a latent-size `mask` (1 = editable) and lam > 0,
+    lam * sum|(x_{t-1}(z^) - x_{t-1}(original)) (1 - M)| keeps the outside where it was. Only the
+    latent gets gradients; `scaler` scales them through an fp16 UNet. `final_track`: when the steps
+    run out, one more pass tracks where the last step left the handles (not needed when the caller
+    tracks again right away)."""
     t = schedule.timesteps[index]
     t_prev = schedule.prev_timestep(index)
     block = feature_block(model.unet, layer_map(model))
-    z = latent.detach().float().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
+    scaler = scaler or LossScaler.for_dtype(model.dtype)
     handles = handles.detach().float().clone()
+    initial = handles.clone() if initial is None else initial.detach().float()
     targets = targets.detach().float()
     keep = None if mask is None or lam <= 0 else (1.0 - mask.float())
-    reference = x_prev_orig = None
+    anchor = x_prev_orig = None
+    if original is not None:
+        with torch.no_grad():
+            out0, feat0 = unet_with_features(model, block, original.float(), t, cond, feat_size)
+        if reference is None:
+            reference = sample_points(feat0, initial)
+        anchor = patch_features(feat0, initial, r_m)
+        x0_o, eps_o = schedule.x0_and_eps(original.float(), out0, t)
+        x_prev_orig = schedule.from_x0(x0_o, eps_o, t_prev)
+    z = latent.detach().float().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
     losses: list = []
     steps = 0
+    done, budget_total = progress
     reached = False
-    if reporter:
-        reporter.stage("drag", max_steps)
     for k in range(max_steps + 1):
         final = k == max_steps  # one more pass only to track where the last step left the handles
+        if final and not final_track:
+            break
         with torch.set_grad_enabled(not final):
             out, feat = unet_with_features(model, block, z, t, cond, feat_size)
-        if k == 0:
-            # The first pass sees the original latent: its features are the tracking reference
-            # and its DDIM step the mask term's anchor (no separate pass needed).
+        if reference is None:
+            # No original given: this first pass sees it (the tracking reference, the mask anchor).
             reference = sample_points(feat.detach(), handles)
             x0_o, eps_o = schedule.x0_and_eps(z.detach(), out.detach(), t)
             x_prev_orig = schedule.from_x0(x0_o, eps_o, t_prev)
-        elif track:
-            handles = track_points(feat.detach(), reference, handles, r_p)
+        elif track and (k % track_every == 0 or final) and (k > 0 or original is not None):
+            moved = track_points(feat.detach(), reference, handles, r_p)
+            if k > 0:  # a tracking after drag steps (k = 0 follows a denoising step)
+                still_tracks = still_tracks + 1 if torch.equal(moved, handles.round()) else 0
+            handles = moved
         x0_now = schedule.x0_and_eps(z.detach(), out.detach(), t)[0]
-        reached = bool(((targets - handles).norm(dim=1) < stop_radius).all())
-        if reached:
-            if reporter:
-                reporter.step(max_steps, max_steps, latent_preview(model, x0_now), message=f"reached in {k} steps")
-            break
-        if final:
+        reached = arrived(handles, targets, stop_radius)
+        if reached or final or still_tracks >= STILL_TRACKS:
+            if reporter and reached:
+                reporter.step(done + steps, max(budget_total, done + steps), latent_preview(model, x0_now),
+                              message=f"reached after {done + steps} steps")
             break
         with torch.enable_grad():
-            loss = motion_loss(feat, handles, targets, r_m, stop_radius)
+            loss = motion_loss(feat, handles, targets, r_m, stop_radius, anchor, step)
             if keep is not None:
                 x0_z, eps_z = schedule.x0_and_eps(z, out, t)
                 x_prev = schedule.from_x0(x0_z, eps_z, t_prev)
                 loss = loss + lam * ((x_prev - x_prev_orig) * keep).abs().sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.backward(loss, [z])
         opt.step()
         steps += 1
         losses.append(loss.detach())
         if reporter:
-            reporter.step(k + 1, max_steps, latent_preview(model, x0_now))
+            reporter.step(done + steps, max(budget_total, done + steps), latent_preview(model, x0_now))
     losses = torch.stack(losses).tolist() if losses else []
-    return DragOutcome(z.detach(), handles, steps, reached, losses)
+    return DragOutcome(z.detach(), handles, steps, reached, index, losses, still_tracks)
+
+
+@dataclass(frozen=True)
+class DragSettings:
+    """How the drag is run (all lengths in feature-grid units of this model)."""
+
+    budget: int              # most motion-supervision steps in all
+    timesteps: int           # denoising steps over which drag and denoising alternate
+    track_every: int         # motion-supervision steps between two trackings
+    lr: float
+    r_m: int
+    r_p: int
+    step: float              # longest step ahead in motion supervision (GoodDrag's d)
+    lam: float = 0.0
+
+
+def alternate_drag(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory, start: int,
+                   cond: torch.Tensor, handles: torch.Tensor, targets: torch.Tensor, feat_size: tuple[int, int],
+                   s: DragSettings, mask: Optional[torch.Tensor] = None,
+                   reporter: Optional[Reporter] = None) -> DragOutcome:
+    """GoodDrag's alternating drag and denoising from the inverted latent at timesteps[start]: at
+    each of the first `s.timesteps` timesteps, motion supervision (anchored on the original
+    trajectory's features there) for an even share of the budget, then one DDIM step of the dragged
+    latent alone. Stops dragging once every handle has arrived, or tracking stalls. Returns the
+    latent where dragging stopped (outcome.index says at which timestep)."""
+    radius = stop_radii(handles, targets)
+    initial = handles.detach().float().clone()
+    z = traj.at(start).float()
+    scaler = LossScaler.for_dtype(model.dtype)
+    n = min(s.timesteps, schedule.steps - start)
+    per_step = math.ceil(s.budget / max(n, 1))
+    steps, losses, still = 0, [], 0
+    outcome = DragOutcome(z, handles, 0, arrived(handles, targets, radius), start)
+    if reporter:
+        reporter.stage("drag", s.budget)
+    used = 0
+    for k in range(n):
+        i = start + k
+        left = s.budget - steps
+        if left <= 0 or outcome.reached or still >= STILL_TRACKS:
+            break
+        last = k == n - 1 or per_step >= left  # no next timestep to track the handles at
+        outcome = drag_latent(model, schedule, i, z, cond, outcome.handles, targets, feat_size,
+                              max_steps=min(per_step, left), lr=s.lr, r_m=s.r_m, r_p=s.r_p, lam=s.lam,
+                              mask=mask, reporter=reporter, stop_radius=radius, original=traj.at(i),
+                              initial=initial, step=s.step, track_every=s.track_every, still_tracks=still,
+                              final_track=last, scaler=scaler, progress=(steps, s.budget))
+        used += 1
+        steps += outcome.steps
+        losses += outcome.losses
+        still = outcome.still_tracks
+        z = outcome.latent
+        if outcome.reached or still >= STILL_TRACKS or steps >= s.budget:
+            break
+        # one denoising step of the dragged latent, to timesteps[i + 1]
+        with torch.no_grad():
+            t = schedule.timesteps[i]
+            x0, eps = schedule.x0_and_eps(z, unet_forward(model, z, t, cond), t)
+            z = schedule.from_x0(x0, eps, schedule.prev_timestep(i))
+        outcome = DragOutcome(z, outcome.handles, outcome.steps, outcome.reached, i + 1)
+    return DragOutcome(z, outcome.handles, steps, outcome.reached, outcome.index, losses, still, used)
 
 
 # ---- reference-latent control -----------------------------------------------------------------
 
 def denoise_with_reference(model: DiffusionModel, schedule: DDIMSchedule, start: int, edited: torch.Tensor,
-                           original: torch.Tensor, cond: torch.Tensor,
+                           traj: Trajectory, cond: torch.Tensor,
                            reporter: Optional[Reporter] = None) -> torch.Tensor:
     """Denoise [edited, original] together from timesteps[start]; the edited branch borrows the
-    original's self-attention keys and values in the high-resolution decoder. -> edited clean latent.
-    (Edited first, so the stage's previews show it.)"""
+    original's self-attention keys and values in the high-resolution decoder. The original branch
+    is the inversion trajectory: after every step its row is reset to the trajectory's next latent,
+    so the keys and values it lends are the input's own. -> edited clean latent. (Edited first, so
+    the stage's previews show it.)"""
     hook = ReferenceAttention(reference_blocks(model.unet, layer_map(model)), reference=1)
-    x = torch.cat([edited.float(), original.float()])
+    x = torch.cat([edited.float(), traj.at(start).float()])
     cond2 = cond.expand(2)
+
+    def follow_trajectory(x_prev: torch.Tensor, i: int) -> torch.Tensor:
+        return torch.cat([x_prev[:1], traj.at(i + 1).to(x_prev)])
+
     with attention_hooks(model.unet, hook):
         out = denoise(model, schedule, x, lambda x_, i, t: unet_forward(model, x_, t, cond2), reporter,
-                      start_index=start, stage="denoise")
+                      start_index=start, stage="denoise", after_step=follow_trajectory)
     return out[:1]

@@ -7,14 +7,19 @@ every step, one batched UNet call
     [source latent at t (from the inversion trajectory), target uncond, target cond (, source-prompt)]
 
 and copies the source branch's
-  * spatial features: the output of decoder layer 4 (SD 1.x `up_blocks[1].resnets[1]`) for the
-    first τ_f of the steps, and
+  * spatial features of decoder layer 4 (SD 1.x `up_blocks[1].resnets[1]`): its *residual branch*,
+    the output of its `conv2` before the skip connection is added, for the first τ_f of the steps
+    (both official implementations inject there; replacing the block's whole output would also
+    overwrite the target's own skip path and cast the source's colours over the result), and
   * self-attention queries and keys (not values) of decoder layers 4-11 (SD 1.x `attn1` of
     `up_blocks[1].attentions[1,2]`, `up_blocks[2..3].attentions[0..2]`) for the first τ_A,
 into every target row. Other UNet shapes get the decoder layers at the same relative depth.
 
-Negative prompting: the unconditional prediction becomes α·ε(∅) + (1−α)·ε(source prompt); the
-source-prompt row joins the same UNet call (batch 4) only on steps where 1−α ≠ 0.
+Negative prompting: the unconditional prediction becomes α_i·ε(∅) + (1−α_i)·ε(source prompt) with
+the official schedules α_i = α·s_i: constant s_i = 1, linear s_i from 1 at the first step to 0 at
+the last, exp s_i = e^(−6·i/(n−1)). So "linear" at α = 1 starts as plain guidance and ends pushing
+fully away from the source prompt. The source-prompt row joins the same UNet call (batch 4) only
+on steps where 1−α_i ≠ 0.
 
 With a mask, the latent outside it is reset to the source trajectory after every step (blended
 latent diffusion): the model then generates the edited region against the real surroundings, so the
@@ -56,34 +61,42 @@ class PnPParams(MethodParams):
                                    "the negative prompt when negative alpha is below 1.", kind="text",
                                label="Picture shows")
     feature_injection: float = param(
-        0.8, "τ_f: fraction of the steps (from the start) that inject the source's spatial features. "
-             "Higher keeps more structure; 0.5 for sketches and silhouettes.", min=0.0, max=1.0, label="Structure kept")
+        0.8, "τ_f: fraction of the steps (from the start) that inject the source's spatial features (the "
+             "residual branch of decoder layer 4, before its skip connection, as the official code). "
+             "Higher keeps more structure; 0.5 for sketches and silhouettes.", min=0.0, max=1.0,
+        label="Structure kept")
     attention_injection: float = param(
         0.5, "τ_A: fraction of the steps that inject the source's self-attention queries and keys.",
         min=0.0, max=1.0, label="Layout kept")
     negative_alpha: float = param(
-        1.0, "α: the unconditional branch is α·ε(empty) + (1−α)·ε(source prompt). 1 = plain guidance "
-             "(real photos); 0.75 pushes away from the source's look (generated images).",
+        1.0, "α: the unconditional branch is α·ε(empty) + (1−α)·ε(source prompt) (lower pushes harder "
+             "away from the source's look). With the constant schedule 1 = plain guidance (real photos); "
+             "0.75 with the linear schedule suits generated images.",
         min=0.0, max=1.0, advanced=True, label="Empty-prompt share")
     negative_schedule: str = param(
-        "constant", "How α evolves: constant, or linear from 1 at the first step to α at the last.",
-        choices=("constant", "linear"), advanced=True, label="Share over the steps")
+        "constant", "How α evolves over the steps (the official schedules): constant; linear from α at the "
+                    "first step to 0 at the last; exp, α·e^(−6·i/(n−1)). Linear and exp push away from the "
+                    "source prompt even at α = 1, so they need a source prompt.",
+        choices=("constant", "linear", "exp"), advanced=True, label="Share over the steps")
     guidance: float = param(7.5, "Classifier-free guidance scale (10 suits real photos).", min=1.0, max=30.0,
                             label="Prompt strength")
 
     def check(self) -> None:
-        if self.negative_alpha < 1.0 and not self.source_prompt.strip():
+        if self.negative_schedule == "constant" and self.negative_alpha < 1.0 and not self.source_prompt.strip():
             raise InvalidInput("negative_alpha below 1 pushes away from the source prompt, which is empty: "
                                "describe the picture in source_prompt, or set negative_alpha to 1.")
+        if self.negative_schedule != "constant" and not self.source_prompt.strip():
+            raise InvalidInput(f"The {self.negative_schedule} negative schedule pushes away from the source prompt, "
+                               "which is empty: describe the picture in source_prompt, or use the constant schedule.")
 
 
 # ---- which layers ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class InjectionPlan:
-    feature_layer: int                       # decoder layer index whose resnet output is injected
-    feature_module: torch.nn.Module
-    feature_name: str                        # "up_blocks.B.resnets.S"
+    feature_layer: int                       # decoder layer index whose residual branch is injected
+    feature_module: torch.nn.Module          # that resnet's conv2: the residual branch's last op
+    feature_name: str                        # "up_blocks.B.resnets.S.conv2"
     attention_layers: frozenset              # {(up block, attention index)} whose attn1 q/k are injected
     attention_names: tuple
 
@@ -101,10 +114,19 @@ def injection_plan(unet, lmap: Optional[LayerMap] = None) -> InjectionPlan:
         chosen = sorted({corresponding_index(i, n) for i in SD1_ATTENTION_LAYERS})
         attn = [layers[i] for i in chosen if layers[i].attention_prefix is not None]
     return InjectionPlan(
-        feature_layer=feat.index, feature_module=feat.resnet,
-        feature_name=f"up_blocks.{feat.block}.resnets.{feat.sub}",
+        feature_layer=feat.index, feature_module=residual_branch_output(feat.resnet),
+        feature_name=f"up_blocks.{feat.block}.resnets.{feat.sub}.conv2",
         attention_layers=frozenset((lay.block, lay.sub) for lay in attn),
         attention_names=tuple(f"{lay.attention_prefix}.*.attn1" for lay in attn))
+
+
+def residual_branch_output(resnet: torch.nn.Module) -> torch.nn.Module:
+    """The module whose output is a diffusers ResnetBlock2D's residual branch just before
+    `(shortcut(input) + branch) / output_scale_factor`: its conv2 (dropout comes before it)."""
+    conv2 = getattr(resnet, "conv2", None)
+    if conv2 is None:
+        raise TypeError(f"{type(resnet).__name__} has no conv2: PnP needs diffusers ResnetBlock2D decoder layers")
+    return conv2
 
 
 def injected_steps(fraction: float, steps: int) -> int:
@@ -113,8 +135,12 @@ def injected_steps(fraction: float, steps: int) -> int:
 
 
 def negative_alpha_at(p: PnPParams, i: int, steps: int) -> float:
-    if p.negative_schedule == "linear" and steps > 1:
-        return 1.0 + (p.negative_alpha - 1.0) * i / (steps - 1)
+    """α_i = α·s_i with the official plug-and-play schedules s (1 → 0 over the steps, or constant 1)."""
+    frac = i / (steps - 1) if steps > 1 else 0.0
+    if p.negative_schedule == "linear":
+        return p.negative_alpha * (1.0 - frac)
+    if p.negative_schedule == "exp":
+        return p.negative_alpha * math.exp(-6.0 * frac)
     return p.negative_alpha
 
 
@@ -140,7 +166,8 @@ class QKInjection(AttentionHook):
 
 
 class FeatureInjection:
-    """Forward hook: the resnet's output in every target row becomes the source row's."""
+    """Forward hook on the resnet's conv2: the residual branch of every target row becomes the
+    source row's; each row's own skip connection is then added to it."""
 
     def __init__(self) -> None:
         self.active = False

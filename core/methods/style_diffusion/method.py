@@ -11,13 +11,20 @@ attention regularisation) and cached, so a second edit of the same image skips t
 Editing runs the source (reconstruction) and target branches, each with classifier-free guidance,
 in one batched UNet call per step, with Prompt-to-Prompt control:
 - cross-attention maps of the target replaced by the (token-aligned) source maps for the first τ_c
-  of the steps; self-attention maps injected from the source for the first τ_s (at the resolutions
-  of SD's ≤16×16 layers, as P2P does);
-- the target's value input taken from the learned embedding (aligned to the target's tokens) for
-  the first τ_v of the steps, its own prompt embedding afterwards;
+  of the steps; self-attention maps injected from the source for the first τ_s, in every layer
+  below the UNet's top resolution (the official ≤ 32×32 of SD 1.x at 512 px, i.e. at most half the
+  latent's side, so it scales with the picture and the UNet);
+- the target's value input is the *target* prompt's embedding through the learned scale and shift
+  of that step (value = c_target·scale + shift) for the first τ_v of the steps, its plain embedding
+  afterwards: so a word swap acts on the values from the first step, as in the official code;
 - "improved unconditional branch": Prompt-to-Prompt edits only the conditional half of CFG; for the
-  first τ_u of the steps the same control (source → target cross- and self-attention maps) is also
-  applied to the unconditional half, so the negative branch keeps the source's layout too.
+  first τ_u of the steps the source's self-attention maps are also injected into the unconditional
+  half, so the negative branch keeps the source's layout too.
+
+Training follows the official schedule: Adam's learning rate at step i is lr·(1 − 0.3·i/n) (the
+official 1e-2·(1 − i/100) over its 30 steps, ending at 0.71·lr), and the attention regularisation
+is the sum over the regularised layers of each layer's MSE (the official sum, not a mean). Through
+an fp16 UNet the loss is scaled (core/loss_scaling.py).
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from ...aux_models import AuxModel, load_aux
 from ...cache import content_key
 from ...context import EditContext, MethodOutput
 from ...events import Reporter
+from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...params import MethodParams, param
 from ...previews import latent_preview
@@ -45,8 +53,9 @@ from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
 from ...vision import CLIP_MEAN, CLIP_STD, normalisation, vit_pixels
 
-ATTN_REG_WEIGHT = 1.0      # weight of the attention regularisation against the latent loss
+ATTN_REG_WEIGHT = 1.0      # weight of the attention regularisation (summed over layers) against the latent loss
 EARLY_STOP = (1e-5, 2e-5)  # stop a step's iterations when loss < a + b·i (looser at later steps)
+LR_DECAY = 0.3             # lr falls linearly by this share over the steps (official: 1 − i/100 over 30)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,15 +64,17 @@ class StyleDiffusionParams(MethodParams):
                                "this prompt, and the target prompt is aligned to it word by word.", kind="text",
                                label="Picture shows")
     prompt: str = param("", "What the image should become: the source prompt with words swapped, added or "
-                        "restyled (e.g. 'a cat' -> 'a watercolor cat').", kind="text", required=True,
-                        label="New caption")
+                        "restyled (e.g. 'a cat' -> 'a watercolor cat'); a swapped word acts from the first "
+                        "step (its values are the target prompt through the learned mapping).", kind="text",
+                        required=True, label="New caption")
     tau_v: float = param(0.5, "Fraction of the steps whose cross-attention values come from the image "
                          "(higher keeps more of the original look).", min=0.0, max=1.0, label="Original look kept")
     tau_c: float = param(0.6, "Fraction of the steps that copy the source's cross-attention maps "
                          "(higher keeps the layout more strictly).", min=0.0, max=1.0, advanced=True,
                          label="Layout kept")
     tau_s: float = param(0.6, "Fraction of the steps that inject the source's self-attention maps "
-                         "(structure).", min=0.0, max=1.0, advanced=True, label="Structure kept")
+                         "(structure), on every level below the top resolution (the official ≤ 32² of 64²).",
+                         min=0.0, max=1.0, advanced=True, label="Structure kept")
     tau_u: float = param(0.0, "Fraction of the steps that also control the unconditional branch of "
                          "guidance (keeps the layout under strong guidance).", min=0.0, max=1.0, advanced=True,
                          label="Layout kept under strong guidance")
@@ -73,8 +84,9 @@ class StyleDiffusionParams(MethodParams):
     train_iters_scale: int = param(100, "Optimisation iterations at the first step (step i gets about "
                                    "scale·e^(-0.1·i)); more reconstructs more faithfully, slower.",
                                    min=1, max=1000, advanced=True, label="Learning effort")
-    train_lr: float = param(1e-2, "Learning rate of the mapping networks (decays linearly over the steps).",
-                            min=1e-5, max=1.0, advanced=True, label="Learning rate")
+    train_lr: float = param(1e-2, "Learning rate of the mapping networks; it decays linearly to 0.7 of this "
+                            "over the steps (the official schedule).", min=1e-5, max=1.0, advanced=True,
+                            label="Learning rate")
     seed: int = param(0, "Seeds the mapping networks' initialisation (the edit itself is deterministic).",
                       min=0, max=2**32 - 1)
 
@@ -177,7 +189,14 @@ class ValueMapper(nn.Module):
 
     def value(self, tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = self(tokens)
-        return cond.float() * scale + shift
+        return apply_value(cond, scale, shift)
+
+
+def apply_value(cond, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The value embedding of a prompt embedding `cond` (a tensor or a Conditioning's embeddings)
+    under a learned (scale, shift)."""
+    embeds = cond.embeds if isinstance(cond, Conditioning) else cond
+    return embeds.float() * scale + shift
 
 
 # ---- attention hooks -----------------------------------------------------------------------------
@@ -284,18 +303,21 @@ def regularised_level(unet) -> int:
 
 
 def layer_selectors(unet) -> tuple[Callable[[LayerInfo], bool], Callable[[LayerInfo], bool]]:
-    """(regularised cross-attention layers, self-attention layers controlled by P2P). P2P injects
-    self-attention only at ≤16×16 in SD 1.x: the regularised level and every deeper one."""
+    """(regularised cross-attention layers, self-attention layers controlled by P2P). The official
+    code injects self-attention where a layer has ≤ 32² tokens, which in SD 1.x at 512 px (a 64²
+    latent) is every level but the top one: here every level below the top resolution, whatever
+    the picture's size (a 768 px picture's 48² level counts, as its 32² level would at 512)."""
     lvl = regularised_level(unet)
-    up = len(unet.config.up_block_types) - 1 - lvl
+    n_up = len(unet.config.up_block_types)
+    up = n_up - 1 - lvl
 
     def reg(layer: LayerInfo) -> bool:
         return layer.is_cross and ((layer.place == "down" and layer.block == lvl)
                                    or (layer.place == "up" and layer.block == up))
 
     def self_ctrl(layer: LayerInfo) -> bool:
-        return layer.kind == "attn1" and ((layer.place == "down" and layer.block >= lvl)
-                                          or layer.place == "mid" or (layer.place == "up" and layer.block <= up))
+        return layer.kind == "attn1" and ((layer.place == "down" and layer.block >= 1)
+                                          or layer.place == "mid" or (layer.place == "up" and layer.block <= n_up - 2))
 
     return reg, self_ctrl
 
@@ -318,16 +340,17 @@ class PromptToPromptControl(AttentionHook):
         return call.layer.is_cross or self.self_layers(call.layer)
 
     def wants_probs(self, call: AttnCall) -> bool:
-        limit = self.cross_steps if call.layer.is_cross else self.self_steps
-        return self.step < max(limit, self.uncond_steps)
+        if call.layer.is_cross:
+            return self.step < self.cross_steps
+        return self.step < max(self.self_steps, self.uncond_steps)
 
     def probs(self, call, p):
         cross = call.layer.is_cross
         out = p.clone()
         if self.step < (self.cross_steps if cross else self.self_steps):
             out[TGT_C] = aligned(p[SRC_C], p[TGT_C], self.alignment, -1) if cross else p[SRC_C]
-        if self.step < self.uncond_steps:
-            out[TGT_U] = p[SRC_U]  # both unconditional prompts are the same: identity alignment
+        if not cross and self.step < self.uncond_steps:
+            out[TGT_U] = p[SRC_U]  # the official improved unconditional branch: self-attention only
         return out
 
 
@@ -335,13 +358,30 @@ class PromptToPromptControl(AttentionHook):
 
 @dataclass
 class LearnedValues:
-    """Trained mapping networks of one image and the value embedding they give at each step."""
+    """Trained mapping networks of one image and the scale and shift they give at each step."""
 
     mappers: nn.ModuleList
-    values: torch.Tensor                 # [steps, L, D] float32: value input of the conditional branch
+    scales: torch.Tensor                 # [steps, L, D] float32
+    shifts: torch.Tensor                 # [steps, L, D] float32
     iterations: int = 0
     first_losses: list = field(default_factory=list)  # per step: loss before optimising
     last_losses: list = field(default_factory=list)   # per step: loss of the kept embedding
+
+    def value(self, i: int, cond: torch.Tensor) -> torch.Tensor:
+        """Step i's value embedding [1, L, D] of a prompt embedding (the source's or the target's)."""
+        return apply_value(cond, self.scales[i: i + 1], self.shifts[i: i + 1])
+
+
+def attention_regularisation(maps: list, references: list) -> torch.Tensor:
+    """Σ over the regularised layers of MSE(map, reference map): the official sum (a mean over the
+    layers would weaken it by their number, 4 in SD 1.x)."""
+    return sum(F.mse_loss(m, r) for m, r in zip(maps, references))
+
+
+def train_lr_at(lr: float, step: int, steps: int) -> float:
+    """Adam's learning rate at DDIM step `step`: the official 1e-2·(1 − i/100) over 30 steps,
+    i.e. a linear fall to 0.71·lr, for any number of steps."""
+    return lr * (1 - LR_DECAY * step / steps)
 
 
 def iterations_at(step: int, scale: int) -> int:
@@ -354,9 +394,10 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
                         attn_weight: float = ATTN_REG_WEIGHT) -> LearnedValues:
     """Learn one mapping network per DDIM step so that denoising with guidance, with the learned
     value embedding in the conditional branch, follows the inversion trajectory; attention maps of
-    the SD-16×16-level cross-attention layers are kept close to the plain prompt's. Each step's
-    network starts from the previous step's (the first from `seed`); Adam's learning rate decays
-    linearly over the steps; a step stops early once its loss is low."""
+    the SD-16×16-level cross-attention layers are kept close to the plain prompt's (the sum over
+    layers of each one's MSE). Each step's network starts from the previous step's (the first from
+    `seed`); Adam's learning rate decays linearly to (1 − LR_DECAY)·lr over the steps; a step stops
+    early once its loss is low."""
     n = schedule.steps
     length, dim = cond.shape[1], cond.shape[2]
     reg_layer, _ = layer_selectors(model.unet)
@@ -364,7 +405,9 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
     proto = ValueMapper(tokens.shape[1], length).reset(gen).to(model.device)
     tokens, cond32 = tokens.float(), cond.embeds.float()
     mappers = nn.ModuleList()
-    values = torch.zeros((n, length, dim), device=model.device)
+    scales = torch.zeros((n, length, dim), device=model.device)
+    shifts = torch.zeros((n, length, dim), device=model.device)
+    scaler = LossScaler.for_dtype(model.dtype)
     first, last = [], []
     total_iters = 0
     hook = ValueHook()
@@ -381,17 +424,17 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
             out = unet_forward(model, torch.cat([x, x]), t, Conditioning.cat([uncond, cond]))
         eps_u = out[:1]
         ref_maps = [r[0]["probs"][1:] for r in ref.records.values()]
-        step_lr = lr * (1 - i / n)
+        step_lr = train_lr_at(lr, i, n)
         opt = torch.optim.Adam(mapper.parameters(), lr=step_lr)
         n_iter = iterations_at(i, iters_scale)
         threshold = EARLY_STOP[0] + EARLY_STOP[1] * i
-        best = None  # (loss, value, x_next, x0, mapper state): the best iterate is the one kept
+        best = None  # (loss, x_next, x0, mapper state): the best iterate is the one kept
         for it in range(n_iter + 1):
             if reporter:
                 reporter.cancel.check()
             with torch.set_grad_enabled(it < n_iter):  # the last evaluation is never back-propagated
-                value = mapper.value(tokens, cond32)
-                hook.set(value)
+                scale, shift = mapper(tokens)
+                hook.set(apply_value(cond32, scale, shift))
                 rec = AttentionRecorder(lambda layer: reg_layer(layer), what=("probs",), detach=False)
                 with attention_hooks(model.unet, hook, rec):
                     eps_c = unet_forward(model, x, t, cond)
@@ -402,34 +445,36 @@ def train_value_mappers(model: DiffusionModel, schedule: DDIMSchedule, traj: Tra
                 loss = F.mse_loss(x_next, target)
                 maps = [r[0]["probs"] for r in rec.records.values()]
                 if maps and attn_weight:
-                    loss = loss + attn_weight * sum(F.mse_loss(m, r) for m, r in zip(maps, ref_maps)) / len(maps)
+                    loss = loss + attn_weight * attention_regularisation(maps, ref_maps)
                 lv = float(loss.detach())
                 if it == 0:
                     first.append(lv)
                 if best is None or lv < best[0]:
-                    best = (lv, value.detach(), x_next.detach(), x0.detach(),
+                    best = (lv, x_next.detach(), x0.detach(),
                             {k: v.detach().clone() for k, v in mapper.state_dict().items()})
                 if it == n_iter or lv < threshold:
                     break
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.backward(loss, list(mapper.parameters()))
                 opt.step()
                 total_iters += 1
-        lv, value, x, x0, state = best
+        lv, x, x0, state = best
         mapper.load_state_dict(state)
         last.append(lv)
         mappers.append(mapper.requires_grad_(False))
-        values[i] = value[0]
+        with torch.no_grad():
+            scale, shift = mapper(tokens)
+        scales[i], shifts[i] = scale[0], shift[0]
         if reporter:
             reporter.step(i + 1, n, latent_preview(model, x0))
-    return LearnedValues(mappers, values, total_iters, first, last)
+    return LearnedValues(mappers, scales, shifts, total_iters, first, last)
 
 
 def learned_values_cached(ctx: EditContext, p: StyleDiffusionParams, schedule: DDIMSchedule,
                           traj: Trajectory, tokens: torch.Tensor, clip_source: str) -> tuple[LearnedValues, bool]:
     """The trained mapping networks for (model, image, source prompt, training settings); trains
     only on a cache miss. Returns (learned, trained_now)."""
-    key = content_key("style-diffusion", ctx.model.model_id, str(ctx.device), ctx.image_key, clip_source,
+    key = content_key("style-diffusion-2", ctx.model.model_id, str(ctx.device), ctx.image_key, clip_source,
                       p.source_prompt, p.steps, p.guidance, p.train_iters_scale, p.train_lr, p.seed,
                       ATTN_REG_WEIGHT)
     cache = ctx.cache("style_diffusion_mappers", 4)
@@ -468,10 +513,11 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
 
     def predict(x, i, t):
         control.step = i
-        src_value = learned.values[i: i + 1]
+        src_value = learned.value(i, c_src)
         if i < v_steps:
-            tgt_value = aligned(src_value, c_tgt32, alignment, 1)
-            values.set(torch.cat([tgt_value, src_value]), [TGT_C, SRC_C])
+            # The target prompt through this step's learned scale and shift (official): the swapped
+            # word's value acts from the first step, the image's look rides on the rest.
+            values.set(torch.cat([learned.value(i, c_tgt32), src_value]), [TGT_C, SRC_C])
         else:
             values.set(src_value, [SRC_C])
         with attention_hooks(model.unet, values, control):

@@ -78,7 +78,10 @@ def unet_with_features(model: DiffusionModel, block: torch.nn.Module, x: torch.T
         try:
             out = unet_forward(model, x, t, cond)
         except _FeaturesReady:
-            counters(model)["unet_truncated"] += 1
+            c = counters(model)
+            c["unet_truncated"] += 1
+            if torch.is_grad_enabled():
+                c["unet_truncated_grad"] += 1
     feat = F.interpolate(grabbed["f"].float(), size=size, mode="bilinear", align_corners=False)
     return out, feat
 

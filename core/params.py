@@ -195,7 +195,8 @@ def add_arguments(parser, cls: type[MethodParams], skip: Iterable[str] = ()) -> 
         rng = ""
         if m["min"] is not None or m["max"] is not None:
             rng = f" Range {m['min']}..{m['max']}."
-        helptext = f"{m['help']}{rng} Default: {_jsonable(f.default)!r}."
+        # argparse %-formats help texts: a literal "%" (as in "70% of the schedule") must be doubled
+        helptext = f"{m['help']}{rng} Default: {_jsonable(f.default)!r}.".replace("%", "%%")
         if m["kind"] == "bool":
             parser.add_argument(flag_name(f), dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=helptext)

@@ -49,7 +49,7 @@ _METHODS: dict[str, Method] = {}
 _loaded = False
 # The order front ends list methods in; methods not named here
 # follow in the order they were registered.
-ORDER = ("reconstruct", "pnp", "drag", "pix2pix-zero", "style-diffusion", "diffuseit")
+ORDER = ("reconstruct", "pnp", "drag", "quick-drag", "pix2pix-zero", "style-diffusion", "diffuseit")
 
 
 def register(method: Method) -> Method:

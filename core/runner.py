@@ -51,6 +51,7 @@ class Job:
     key: Optional[str] = None
     cancel_token: CancelToken = field(default_factory=CancelToken, repr=False)
     submitted: float = field(default_factory=time.monotonic)
+    superseded: bool = False  # stopped or dropped for a newer job with its key
 
     @property
     def origin(self):
@@ -111,7 +112,8 @@ class Failed(Event):
 
 @dataclass(frozen=True)
 class JobCancelled(Event):
-    """The job ended without effect: cancelled, or superseded before it ran (`superseded`).
+    """The job ended without effect: cancelled, or superseded by a newer job with its key (`superseded`:
+    dropped from the queue, or stopped at its next step under Supersede.RUNNING).
     (Named apart from core.errors.Cancelled, the exception the engine raises.)"""
 
     superseded: bool = False
@@ -300,6 +302,7 @@ class LocalRunner:
                 replaced = [j for j in self._queue if j.key == job.key]
                 for j in replaced:
                     self._queue.remove(j)
+                    j.superseded = True
                     j.cancel_token.cancel()
                 r = self._running
                 if supersede is Supersede.RUNNING and r is not None and r.key == job.key:
@@ -307,6 +310,7 @@ class LocalRunner:
             self._queue.append(job)
             position = len(self._queue) - 1 + (1 if self._running is not None else 0)
             if stop_running is not None:
+                stop_running.superseded = True
                 stop_running.cancel_token.cancel()
             # Emitted under the lock, so the worker cannot report the job's Started before its
             # Queued (listeners run briefly and never wait on the runner).
@@ -350,7 +354,7 @@ class LocalRunner:
 
     def _run_job(self, job: Job) -> None:
         if job.cancelled:
-            self._emit(JobCancelled(job))
+            self._emit(JobCancelled(job, superseded=job.superseded))
             return
         self._emit(Started(job))
         try:
@@ -365,7 +369,7 @@ class LocalRunner:
                 return
             result = self.engine.run(job.request, lambda p: self._emit(ProgressEvent(job, p)), job.cancel_token)
         except Cancelled as e:
-            self._emit(JobCancelled(job, message=str(e)))
+            self._emit(JobCancelled(job, superseded=job.superseded, message=str(e)))
         except MalleableError as e:
             self._emit(Failed(job, e.kind, str(e), e.exit_code, e))
         except Exception as e:  # never let an engine bug take a front end down
@@ -374,7 +378,7 @@ class LocalRunner:
             self._emit(Failed(job, "error", f"Unexpected error ({type(e).__name__}): {first}", 1, e))
         else:
             if job.cancelled:  # finished in the same instant as the cancel: honour the cancel
-                self._emit(JobCancelled(job))
+                self._emit(JobCancelled(job, superseded=job.superseded))
             else:
                 self._emit(Finished(job, result))
 

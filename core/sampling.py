@@ -145,7 +145,8 @@ def invert_cached(ctx, schedule: DDIMSchedule, prompt: str, stop_index: int = 0,
     refiner's settings when one is given."""
     from .cache import content_key
 
-    key = content_key(ctx.model.model_id, str(ctx.device), ctx.image_key, prompt, schedule.steps,
+    # the timesteps, not only their count: DDIM's and LCM's 4-step schedules differ
+    key = content_key(ctx.model.model_id, str(ctx.device), ctx.image_key, prompt, tuple(schedule.timesteps),
                       stop_index, refiner_key)
     cache = ctx.cache("inversion", 8)
     traj = cache.get(key)

@@ -84,6 +84,14 @@ class EditController(QObject):
         self._track(job)  # Queued already did this (it is emitted on this thread); kept for any runner
         return job
 
+    def submit_live(self, request: EditRequest, key: str) -> Job:
+        """Live editing: the newest request with `key` wins at once. Waiting ones with that key are
+        dropped and the running one stops at its next step (Supersede.RUNNING): a dragged point
+        never queues up work behind it."""
+        job = self.runner.submit(request, key=key, supersede=Supersede.RUNNING)
+        self._track(job)
+        return job
+
     def cancel(self) -> None:
         """Stop the running edit at its next step and drop the waiting ones; model loads go on."""
         for job in reversed(self._edits):  # the waiting ones first, so each leaves quietly

@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from core import EditRequest, InvalidInput
 from core.registry import get_method
 from widgets import fast_mode
-from widgets.qimage import rgb_to_qimage
+from widgets.qimage import rgb_to_qimage, rgba_to_qimage
 
 from .demo_notice import notice_for
 from .edit_controller import EditController
@@ -33,6 +33,7 @@ LAYER_PREFIX = "Layer: "  # path fields may name a document layer instead of a f
 # runner's thread finishes on its own (the process exits when it does).
 FINISH_TIMEOUT_S = 15.0
 FINISH_POLL_MS = 50
+LIVE_KEY = "live-drag"  # the runner key of live edits: the newest position supersedes the running one
 
 
 class EditSession(QObject):
@@ -63,6 +64,9 @@ class EditSession(QObject):
         self.controller.progress.connect(self._on_progress)
         self.controller.result_ready.connect(self._on_result)
         self.controller.failed.connect(self._on_failed)
+        canvas.point_moving.connect(self._on_point_moving)
+        canvas.point_drag_finished.connect(self._on_point_released)
+        self._live_dragging = False
         document.points_changed.connect(self._sync_points)
         document.reset.connect(self._sync_points)
         document.layers_changed.connect(self._sync_layer_choices)
@@ -129,10 +133,11 @@ class EditSession(QObject):
         return inputs
 
     def build_request(self, method_name: str, values: dict, origin_extra: Optional[dict] = None,
-                      fast: bool = False) -> EditRequest:
+                      fast: bool = False, points=None) -> EditRequest:
         """The edit of the active layer (its pixels and its points), or of the visible picture when
         `edit_visible`; the result is routed back by the origin. fast: the few-step LCM sampler with
-        its steps and guidance (widgets/fast_mode.py)."""
+        its steps and guidance (widgets/fast_mode.py). points: the pairs to use instead of the
+        layer's (a point still being dragged)."""
         if self.doc.is_empty:
             raise InvalidInput("Open an image first (File ▸ Open…).")
         layer = self.doc.active_layer
@@ -141,7 +146,7 @@ class EditSession(QObject):
         method = get_method(method_name)
         values = dict(values)
         if method.uses_points:
-            values["points"] = self.doc.point_pairs()
+            values["points"] = self.doc.point_pairs() if points is None else list(points)
         if fast:
             values.update(fast_mode.changes(method))
         params = method.params.from_dict(values)
@@ -194,6 +199,40 @@ class EditSession(QObject):
         self.status.emit(f"{group}: {count} variations queued; they land as a group of layers to pick from.")
         return jobs
 
+    # ---- live editing ----------------------------------------------------------------------------
+    def _on_point_moving(self, index: int, end: str, x: float, y: float) -> None:
+        """With Live on, every new position of a dragged target re-runs the edit at once: the request
+        supersedes the running one at its next step, and its first preview (the warp, before any
+        denoising pass) shows on the canvas. A live run's origin says "live": it never lands."""
+        if not self.panel.live or end != "target":
+            return
+        pairs = list(self.doc.point_pairs())
+        if not 0 <= index < len(pairs):
+            return
+        hx, hy, _, _ = pairs[index]
+        pairs[index] = (hx, hy, x, y)
+        try:
+            request = self.build_request(self.panel.method.name, self.panel.form.values(), {"live": True},
+                                         fast=getattr(self.panel, "fast", False), points=pairs)
+        except InvalidInput:
+            return  # e.g. the target passes over its handle: that position is skipped, the next one runs
+        self._live_dragging = True
+        self.controller.submit_live(request, LIVE_KEY)
+
+    def _on_point_released(self, index: int, end: str) -> None:
+        """Letting go of a live-dragged point runs the final edit with the points the document now
+        holds; it supersedes the last preview run and lands as one layer."""
+        if not self._live_dragging:
+            return
+        self._live_dragging = False
+        try:
+            request = self.build_request(self.panel.method.name, self.panel.form.values(),
+                                         fast=getattr(self.panel, "fast", False))
+        except InvalidInput as e:
+            self.show_error("Cannot run this edit", str(e))
+            return
+        self.controller.submit_live(request, LIVE_KEY)
+
     # ---- results ---------------------------------------------------------------------------------
     def _is_current(self, origin) -> bool:
         return origin.get("document") == self.doc.identity
@@ -205,6 +244,8 @@ class EditSession(QObject):
 
     def _on_progress(self, job, ev) -> None:
         self.panel.show_progress(ev)
+        if job.origin.get("live") and ev.message == "reused":
+            return  # a cache's look at the source picture: while dragging it would only flicker
         if ev.preview is not None and self._is_current(job.origin):
             # Inside the request's mask only, over the picture: what the edit can change.
             self.canvas.set_preview(rgb_to_qimage(ev.preview), job.request.mask)
@@ -219,6 +260,13 @@ class EditSession(QObject):
             self.show_error("Could not add the result", f"The edit finished but its result could not be added: {e}")
 
     def _land(self, job, result) -> None:
+        if result.origin.get("live"):
+            # A live run that finished before the next position superseded it: its picture is the
+            # best preview there is until the point is let go; it never becomes a layer.
+            if self._is_current(result.origin):
+                self.canvas.set_preview(rgba_to_qimage(np.asarray(result.image.convert("RGBA"))), job.request.mask)
+            self.panel.show_done(f"Live: {result.seconds:.1f} s")
+            return
         method = get_method(result.method)
         variation = result.origin.get("variation")
         if variation:  # its number was given when the group was queued

@@ -86,6 +86,9 @@ def run_parser(kind: str, method_params=None) -> argparse.ArgumentParser:
                                   "openai/clip-vit-base-patch16 from the local cache).")
     p.add_argument("--dift-model", help="The model whose UNet gives the DIFT features (default: --model; DIFT's "
                                         "paper uses stabilityai/stable-diffusion-2-1).")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "lcm", "tcd"],
+                   help="ddim (default), or lcm/tcd with --steps 4..8 for the methods that allow a few-step "
+                        "sampler (reconstruct, pnp, quick-drag).")
     _model_options(p)
     if method_params is not None:
         from core.params import add_arguments
@@ -154,7 +157,7 @@ def run_benchmark(kind: str, argv: list[str]) -> int:
     cfg = RunConfig(kind, Path(args.dir), args.method, overrides,
                     ModelSpec(args.model, args.device, args.precision, args.allow_pickle), out,
                     Path(args.images) if args.images else None, args.limit, args.dino, args.clip, args.dift_model,
-                    _shard(args.shard))
+                    _shard(args.shard), args.sampler)
     bar = ProgressBar(f"{kind} {args.method}", args.quiet)
     doc = run(cfg, bar, log=bar.write)
     if args.report:

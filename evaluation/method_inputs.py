@@ -31,6 +31,7 @@ INPUTS: dict[str, dict[str, Callable]] = {
     "drag": {
         IDENTITY: lambda s: {},
         "drag": _drag_inputs,
+        "quick-drag": _drag_inputs,
         "reconstruct": lambda s: {"prompt": s.prompt},
     },
     "text": {
@@ -45,7 +46,7 @@ INPUTS: dict[str, dict[str, Callable]] = {
 
 # Methods that are given the sample's mask (DragBench's mask is part of the drag input; PIE-Bench's
 # mask only scores the background, and its methods are run without it).
-USES_MASK = {("drag", "drag")}
+USES_MASK = {("drag", "drag"), ("drag", "quick-drag")}
 
 
 def methods_for(kind: str) -> list[str]:

@@ -1,8 +1,9 @@
 """The results file: its documented keys, the summary over samples, and writing it safely.
 
-    {"benchmark": {"kind", "layout", "path", "samples"}, "method", "model", "params", "defaults",
+    {"benchmark": {"kind", "layout", "path", "samples"}, "method", "model", "sampler", "params", "defaults",
      "complete", "unavailable": {measure: why}, "summary": {...}, "samples": [row, ...]}
 
+"sampler" is the edits' sampler ("ddim" when absent: files written before it was kept).
 A row is {"id", "group", "status": "ok" | "failed", ...}: a failed row carries "error" (one line
 naming the sample); an ok row carries the measures of its benchmark kind (DRAG_MEASURES or
 TEXT_MEASURES, null where a measure is unavailable or undefined), "seconds" and "passes". A value
@@ -142,9 +143,10 @@ def validate(doc: Any) -> list[str]:
 
 
 def header(kind: str, layout: str, root: Path, n: int, method: str, model: str, params: dict,
-           defaults: dict) -> dict:
+           defaults: dict, sampler: str = "ddim") -> dict:
     return {"format": FORMAT_VERSION, "benchmark": {"kind": kind, "layout": layout, "path": str(root), "samples": n},
-            "method": method, "model": model, "params": params, "defaults": defaults, "complete": False,
+            "method": method, "model": model, "sampler": sampler, "params": params, "defaults": defaults,
+            "complete": False,
             "unavailable": {}, "summary": summarise(kind, []), "samples": []}
 
 
@@ -153,6 +155,8 @@ def same_run(old: dict, new: dict) -> Optional[str]:
     for key, label in (("method", "method"), ("model", "model"), ("params", "method options")):
         if old.get(key) != new.get(key):
             return f"it was written with {label} {old.get(key)!r}, this run uses {new.get(key)!r}"
+    if old.get("sampler", "ddim") != new.get("sampler", "ddim"):  # files written before the sampler was kept: DDIM
+        return f"it was written with the {old.get('sampler', 'ddim')} sampler, this run uses {new.get('sampler')}"
     if old.get("benchmark", {}).get("kind") != new["benchmark"]["kind"]:
         return f"it holds a {old['benchmark'].get('kind')} benchmark"
     if Path(old["benchmark"].get("path", "")).resolve() != Path(new["benchmark"]["path"]).resolve():

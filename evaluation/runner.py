@@ -44,6 +44,7 @@ class RunConfig:
     clip: Optional[str] = None                  # CLIP score's CLIP (default: beside the model)
     dift_model: Optional[str] = None            # the model whose UNet gives DIFT features (default: model)
     shard: Optional[tuple[int, int]] = None     # (k, n): only samples k-1, k-1+n, … (1-based k), see run()
+    sampler: str = "ddim"                       # the edits' sampler (lcm/tcd: few-step, for the methods that allow it)
 
 
 def list_samples(kind: str, root: Path) -> list[SampleRef]:
@@ -156,7 +157,8 @@ class Evaluator:
         params = method_inputs.params_for(kind, method, sample, self.cfg.overrides)
         try:
             res = self.engine.run(EditRequest(method, sample.image, params,
-                                              mask=method_inputs.mask_for(kind, method, sample), model=self.cfg.model))
+                                              mask=method_inputs.mask_for(kind, method, sample), model=self.cfg.model,
+                                              sampler=self.cfg.sampler))
         except Cancelled:
             raise
         except MalleableError as e:
@@ -260,6 +262,11 @@ def run(cfg: RunConfig, progress: Optional[Callable] = None, engine=None, log: O
     log = log or (lambda line: sys.stderr.write(line + "\n"))
     if cfg.method not in PSEUDO_METHODS:
         method_inputs.check_method(cfg.kind, cfg.method)
+    if cfg.method not in PSEUDO_METHODS:
+        from core.registry import get_method
+        from core.request import check_sampler
+
+        check_sampler(get_method(cfg.method), cfg.sampler)  # before any sample runs
     refs = list_samples(cfg.kind, cfg.root)
     if cfg.limit is not None:
         refs = refs[:cfg.limit]
@@ -273,7 +280,8 @@ def run(cfg: RunConfig, progress: Optional[Callable] = None, engine=None, log: O
         refs = refs[k - 1::n]
         out = shard_path(cfg.out, k, n)
     doc = results.header(cfg.kind, LAYOUTS[cfg.kind], cfg.root, len(refs), cfg.method, cfg.model.source,
-                         results.finite_or_flag({"v": cfg.overrides})["v"], method_defaults(cfg.method))
+                         results.finite_or_flag({"v": cfg.overrides})["v"], method_defaults(cfg.method),
+                         cfg.sampler)
     done: dict[str, dict] = {}
     if cfg.out is not None:
         done, doc["unavailable"] = finished_rows(cfg.out, doc)

@@ -24,7 +24,7 @@ from .runner import IDENTITY, TRUTH, RunConfig, finished_rows, list_samples, run
 from .shapesbench import MANIFEST, make_shapesbench
 
 SUITE_METHODS = {
-    "drag": (IDENTITY, "drag", TRUTH),
+    "drag": (IDENTITY, "drag", "quick-drag", TRUTH),
     "text": (IDENTITY, "pnp", "pix2pix-zero", "style-diffusion", "diffuseit", TRUTH),
 }
 LABELS = {IDENTITY: "identity (input unchanged)", TRUTH: "ground truth (the answer)"}

@@ -130,17 +130,34 @@ def test_the_ground_truth_as_the_result_scores_perfectly(bench, tmp_path, engine
 def test_each_method_runs_on_a_sample_with_its_inputs(bench, tmp_path, engine):
     """The per-method mapping from a sample to parameters (points and mask, prompts, words) is
     accepted by every method; tiny step counts keep it quick."""
-    tiny = {"drag": {"steps": 6, "lora_steps": 2, "drag_steps": 2},
+    tiny = {"drag": {"steps": 6, "lora_steps": 2, "drag_steps": 2}, "quick-drag": {"steps": 6},
             "pnp": {"steps": 4}, "pix2pix-zero": {"steps": 4, "reg_steps": 0},
             "style-diffusion": {"steps": 4, "train_iters_scale": 1}, "diffuseit": {"steps": 6, "resample": 0}}
     for method, overrides in tiny.items():
-        kind = "drag" if method == "drag" else "text"
+        kind = "drag" if method in ("drag", "quick-drag") else "text"
         doc, _ = evaluate(kind, bench / kind, method, tmp_path, engine, limit=1, overrides=overrides)
         row = doc["samples"][0]
         assert row["status"] == "ok", row
         assert row["passes"].get("unet", 0) > 0 and row["seconds"] > 0
-        if method == "drag":
+        if kind == "drag":
             assert len(row["method_handles"]) == len(row["landed"])
+
+
+def test_a_few_step_sampler_is_kept_with_the_run(bench, tmp_path, capsys):
+    out = tmp_path / "lcm.json"
+    args = ["drag", str(bench / "drag"), "--method", "quick-drag", "--out", str(out), "--steps", "4", "--limit", "1",
+            "--device", "cpu", "--quiet"]
+    assert main(args + ["--sampler", "lcm"]) == 0
+    doc = strict_json(out)
+    assert doc["sampler"] == "lcm" and doc["samples"][0]["status"] == "ok"
+    assert doc["samples"][0]["passes"]["unet"] <= 8  # LCM's 4 timesteps: 3 inverted, 3 denoised
+    capsys.readouterr()
+    assert main(args) == 2  # the same file with DDIM is another run
+    assert "lcm sampler" in capsys.readouterr().err
+    # a method that does not hold up with it is refused before any sample runs
+    assert main(["drag", str(bench / "drag"), "--method", "drag", "--sampler", "lcm", "--device", "cpu",
+                 "--out", str(tmp_path / "d.json"), "--quiet"]) == 2
+    assert "few-step" in capsys.readouterr().err and not (tmp_path / "d.json").exists()
 
 
 # ---- formats --------------------------------------------------------------------------------------

@@ -50,3 +50,20 @@ def test_cli_flags_come_from_the_dataclass():
     p = from_namespace(DemoParams, ns)
     assert p.prompt == "a cat" and p.strength == 0.75 and p.fancy is True and len(p.points) == 2
     assert p.steps == 30  # untouched flags keep the dataclass default
+
+
+def test_every_methods_help_text_prints_on_the_command_line():
+    """argparse %-formats help texts: a help text with a literal % ("the last 70% of the schedule")
+    must still print."""
+    import argparse
+
+    from core.params import add_arguments
+    from core.registry import all_methods
+
+    for method in all_methods():
+        parser = argparse.ArgumentParser(prog=method.name)
+        add_arguments(parser, method.params)
+        text = parser.format_help()
+        for f in method.params.fields():
+            if "%" in f.metadata["help"]:
+                assert "%" in text, method.name

@@ -87,7 +87,7 @@ def test_supersede_running_cancels_the_running_job_at_its_next_step(runner):
     second = runner.submit(EditRequest("reconstruct", _img(2), {"steps": 2}), key="live",
                            supersede=Supersede.RUNNING)
     assert runner.wait_idle(60)
-    assert rec.of(first, JobCancelled) and not rec.of(first, Finished)
+    assert rec.of(first, JobCancelled)[0].superseded and not rec.of(first, Finished)
     assert rec.of(second, Finished)
 
 

@@ -69,6 +69,7 @@ def short_schedule_model(tiny_model, tmp_path_factory):
 CHEAP = {
     "reconstruct": {}, "pnp": {"prompt": "a dog"},
     "drag": {"points": [[10, 12, 20, 12]], "lora_steps": 1, "drag_steps": 1},
+    "quick-drag": {"points": [[10, 12, 20, 12]]},
     "pix2pix-zero": {"source_word": "cat", "target_word": "dog", "source_prompt": "a cat", "reg_steps": 1},
     "style-diffusion": {"source_prompt": "a cat", "prompt": "a dog", "train_iters_scale": 1},
     "diffuseit": {"prompt": "a dog", "resample": 1, "cutouts": 1},

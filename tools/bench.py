@@ -37,6 +37,7 @@ BENCH_PARAMS = {
     "pnp": {"prompt": "a large blue circle in the centre, on a white background",
             "source_prompt": "a large red circle in the centre, on a white background"},
     "drag": {"prompt": "a large red circle in the centre, on a white background"},  # points added per size
+    "quick-drag": {"prompt": "a large red circle in the centre, on a white background"},  # points added per size
     "pix2pix-zero": {"source_word": "circle", "target_word": "square",
                      "source_prompt": "a large red circle in the centre, on a white background"},
     "style-diffusion": {"source_prompt": "a large red circle in the centre, on a white background",

@@ -40,6 +40,10 @@ class CanvasView(QGraphicsView):
     tool_changed = Signal(object)
     brush_changed = Signal(float, float)  # diameter in image pixels, hardness 0..1
     point_selection_changed = Signal()
+    # While a point is dragged (before the document is told): pair index, end ("handle"/"target"),
+    # x, y in image pixels. Live editing follows it.
+    point_moving = Signal(int, str, float, float)
+    point_drag_finished = Signal(int, str)  # after the release, once the document holds the move
 
     def __init__(self, document, parent=None):
         super().__init__(parent)
@@ -342,12 +346,14 @@ class CanvasView(QGraphicsView):
         dot.setPos(pos)  # transient until release; the document is told once, as one undo entry
         handle, target, arrow = self._point_items[index]
         arrow.set_ends(handle.pos(), target.pos())
+        self.point_moving.emit(index, end, pos.x(), pos.y())
 
     def _points_release(self):
         index, end, dot, start = self._drag
         self._drag = None
         if dot.pos() != start:
             self._doc.move_point(index, end, dot.pos().x(), dot.pos().y())
+        self.point_drag_finished.emit(index, end)
 
     # ----------------------------------------------------------------- mouse and keys
     def _wants_pan(self, event) -> bool:

@@ -5,8 +5,8 @@ import time
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
-                               QSizePolicy, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton,
+                               QScrollArea, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout, QWidget)
 
 from core.registry import Method, all_methods
 
@@ -17,7 +17,15 @@ from .param_form import ParamForm
 VARIATIONS = 4  # "Run ×4": the same edit with this many seeds
 
 # The order artists meet the methods in; methods not listed follow in registry order.
-PREFERRED_ORDER = ("drag", "pnp", "pix2pix-zero", "style-diffusion", "diffuseit")
+PREFERRED_ORDER = ("quick-drag", "drag", "pnp", "pix2pix-zero", "style-diffusion", "diffuseit")
+# The Drag entry holds two methods one click apart (the first is the default); both take the same
+# points and mask from the canvas. Live editing is offered for the instant one.
+DRAG_ENTRY = "Drag"
+DRAG_VARIANTS = (("quick-drag", "Instant", "Answers in seconds, no training: the picture is warped from each "
+                                           "handle to its target and redrawn (FastDrag)."),
+                 ("drag", "Precise", "Trains a small LoRA on the first drag of a picture, then moves the points "
+                                     "step by step (DragDiffusion). Slower, follows the points closely."))
+LIVE_METHOD = "quick-drag"
 
 STAGE_NAMES = {
     "load": "Loading model", "lora": "Training LoRA", "invert": "Inverting", "drag": "Dragging",
@@ -61,6 +69,8 @@ class EditPanel(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.methods = ordered_methods()
+        by_name = {m.name: m for m in self.methods}
+        self._variants = [(by_name[n], text, tip) for n, text, tip in DRAG_VARIANTS if n in by_name]
         lay = QVBoxLayout(self)
         self.method_combo = QComboBox()
         self.purpose = QLabel()
@@ -74,12 +84,25 @@ class EditPanel(QWidget):
         self.description.setObjectName("methodDescription")
         self.forms: dict[str, ParamForm] = {}
         self.stack = QStackedWidget()
+        # One combo entry per method, except the drag variants: one "Drag" entry, its data None.
+        self._entries: list[list[Method]] = []
+        variant_names = {m.name for m, _, _ in self._variants}
         for m in self.methods:
-            self.method_combo.addItem(m.plain_name, m.name)
-            self.method_combo.setItemData(self.method_combo.count() - 1, method_help(m), Qt.ItemDataRole.ToolTipRole)
             form = ParamForm(m.params)
             self.forms[m.name] = form
             self.stack.addWidget(form)
+            if m.name in variant_names and len(self._variants) > 1:
+                if not any(len(e) > 1 for e in self._entries):
+                    self.method_combo.addItem(DRAG_ENTRY, None)
+                    self.method_combo.setItemData(self.method_combo.count() - 1,
+                                                  "\n".join(f"{text}: {tip}" for _, text, tip in self._variants),
+                                                  Qt.ItemDataRole.ToolTipRole)
+                    self._entries.append([v for v, _, _ in self._variants])
+                continue
+            self.method_combo.addItem(m.plain_name, m.name)
+            self.method_combo.setItemData(self.method_combo.count() - 1, method_help(m), Qt.ItemDataRole.ToolTipRole)
+            self._entries.append([m])
+        self.drag_row = self._make_drag_row()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -103,6 +126,7 @@ class EditPanel(QWidget):
         self.notice = NoticeBanner("Choose a Model…")
         self.notice.action_requested.connect(self.notice_action)
         lay.addWidget(self.method_combo)
+        lay.addWidget(self.drag_row)
         lay.addWidget(self.purpose)
         for w in (self.description, self.visible_check, self.fast_check, self.fast_note, self.stack):
             body_lay.addWidget(w)
@@ -149,23 +173,64 @@ class EditPanel(QWidget):
         self._timer.timeout.connect(self._tick)
         self._on_method(0)
 
+    def _make_drag_row(self) -> QWidget:
+        row = QWidget()
+        lay = QHBoxLayout(row)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.variant_group = QButtonGroup(row)
+        self.variant_buttons: dict[str, QToolButton] = {}
+        for k, (m, text, tip) in enumerate(self._variants):
+            b = QToolButton()
+            b.setText(text)
+            b.setToolTip(tip)
+            b.setCheckable(True)
+            b.setChecked(k == 0)
+            b.setObjectName(f"variant-{m.name}")
+            self.variant_group.addButton(b, k)
+            self.variant_buttons[m.name] = b
+            lay.addWidget(b)
+        self.live_check = QCheckBox("Live")
+        self.live_check.setToolTip("Re-run the instant drag while a target point is dragged; the result lands "
+                                   "as a layer when the point is let go.")
+        lay.addWidget(self.live_check)
+        lay.addStretch(1)
+        self.variant_group.idClicked.connect(lambda _id: self._on_method(self.method_combo.currentIndex()))
+        row.setVisible(False)
+        return row
+
     # ---- method & form -------------------------------------------------------------------------
     @property
     def method(self) -> Method:
-        return self.methods[self.method_combo.currentIndex()]
+        entry = self._entries[self.method_combo.currentIndex()]
+        if len(entry) == 1:
+            return entry[0]
+        return entry[max(0, self.variant_group.checkedId())]
 
     @property
     def form(self) -> ParamForm:
         return self.forms[self.method.name]
 
+    @property
+    def live(self) -> bool:
+        """Live editing is on: the instant drag is chosen and Live is ticked."""
+        return self.method.name == LIVE_METHOD and self.live_check.isChecked()
+
     def select_method(self, name: str) -> None:
-        idx = self.method_combo.findData(name)
-        if idx < 0:
-            raise KeyError(f"{name} is not one of the Edit panel's methods (engine checks are under Tools ▸ Diagnostics)")
-        self.method_combo.setCurrentIndex(idx)
+        for idx, entry in enumerate(self._entries):
+            for k, m in enumerate(entry):
+                if m.name == name:
+                    if len(entry) > 1:
+                        self.variant_group.button(k).setChecked(True)
+                    if idx == self.method_combo.currentIndex():
+                        self._on_method(idx)
+                    self.method_combo.setCurrentIndex(idx)
+                    return
+        raise KeyError(f"{name} is not one of the Edit panel's methods (engine checks are under Tools ▸ Diagnostics)")
 
     def _on_method(self, index: int) -> None:
-        m = self.methods[index]
+        m = self.method
+        self.drag_row.setVisible(len(self._entries[index]) > 1)
+        self.live_check.setEnabled(m.name == LIVE_METHOD)
         # The stack takes the size of the form shown, not of the widest one (which made every form
         # wider than the dock, cut off on the right).
         for form in self.forms.values():

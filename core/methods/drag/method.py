@@ -18,7 +18,6 @@ grows with the drag's length measured relative to the picture.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +26,8 @@ from ...cache import content_key
 from .lora import LatentCrops, get_lora_state, lora_adapter, set_lora_state, train_identity_lora
 from .motion import DragSettings, alternate_drag, denoise_with_reference, stop_radii
 from ...context import EditContext, MethodOutput
-from ...errors import InvalidInput
+from ... import points as shared_points
+from ...points import check_point_pairs
 from ...params import MethodParams, param
 from ...previews import latent_preview
 from ...registry import Method, register
@@ -81,15 +81,7 @@ class DragParams(MethodParams):
                        min=2, max=1000)
 
     def check(self) -> None:
-        if not self.points:
-            raise InvalidInput("Add at least one handle/target point pair to drag.")
-        for n, (hx, hy, tx, ty) in enumerate(self.points, 1):
-            if (hx, hy) == (tx, ty):
-                raise InvalidInput(f"Point pair {n}: the handle ({hx:g}, {hy:g}) equals its target; "
-                                   "move the target somewhere else.")
-            if min(hx, hy, tx, ty) < 0:
-                raise InvalidInput(f"Point pair {n} ({hx:g}, {hy:g} -> {tx:g}, {ty:g}) lies outside the "
-                                   "image: coordinates must not be negative.")
+        check_point_pairs(self.points)
 
 
 # ---- points ------------------------------------------------------------------------------------
@@ -100,29 +92,12 @@ def feature_grid_size(ctx: EditContext) -> tuple[int, int]:
 
 
 def points_to_grid(ctx: EditContext, points) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input-image pixel pairs -> (handles, targets) [N,2] on the feature grid, after checking that
-    every point lies on the image."""
-    w, h = ctx.source.size
-    fh, fw = feature_grid_size(ctx)
-    sx, sy = fw / ctx.place.work_w, fh / ctx.place.work_h
-    handles, targets = [], []
-    for n, (hx, hy, tx, ty) in enumerate(points, 1):
-        for kind, x, y in (("handle", hx, hy), ("target", tx, ty)):
-            if not (0 <= x < w and 0 <= y < h) or not (math.isfinite(x) and math.isfinite(y)):
-                raise InvalidInput(f"Point pair {n}: the {kind} ({x:g}, {y:g}) lies outside the {w}x{h} "
-                                   "image; place points on the picture.")
-        wx, wy = ctx.to_work_xy(hx, hy)
-        handles.append((wx * sx, wy * sy))
-        wx, wy = ctx.to_work_xy(tx, ty)
-        targets.append((wx * sx, wy * sy))
-    as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=ctx.device)  # noqa: E731
-    return as_tensor(handles), as_tensor(targets)
+    """Input-image pixel pairs -> (handles, targets) [N,2] on the feature grid."""
+    return shared_points.points_to_grid(ctx, points, feature_grid_size(ctx))
 
 
 def grid_to_input(ctx: EditContext, pts: torch.Tensor) -> list[list[float]]:
-    fh, fw = feature_grid_size(ctx)
-    sx, sy = ctx.place.work_w / fw, ctx.place.work_h / fh
-    return [[float(v) for v in ctx.to_input_xy(x * sx, y * sy)] for x, y in pts.tolist()]
+    return shared_points.grid_to_input(ctx, pts, feature_grid_size(ctx))
 
 
 def input_px_per_grid_unit(ctx: EditContext) -> float:

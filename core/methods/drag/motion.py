@@ -28,11 +28,12 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ...attention import AttentionHook, AttnCall, attention_hooks
+from ...attention import attention_hooks
 from ...events import Reporter
 from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...previews import latent_preview
+from ...reference_attention import ReferenceAttention, reference_blocks  # noqa: F401  (tests import them here)
 from ...sampling import Trajectory, denoise
 from ...schedule import DDIMSchedule
 from ...unet_calls import counters, unet_forward
@@ -323,30 +324,6 @@ def alternate_drag(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajecto
 
 
 # ---- reference-latent control -----------------------------------------------------------------
-
-def reference_blocks(unet, lmap: Optional[LayerMap] = None) -> frozenset[int]:
-    """The decoder's two highest-resolution levels (SD 1.x: up_blocks[2] and up_blocks[3]; SDXL:
-    up_blocks[1], its highest level with self-attention)."""
-    if lmap is not None:
-        return lmap.drag_reference_blocks
-    return frozenset({up_block_for_sd1(unet, 2), up_block_for_sd1(unet, 3)})
-
-
-class ReferenceAttention(AttentionHook):
-    """In the self-attention of the chosen up blocks, every branch of the batch attends to the keys
-    and values of the reference branch (batch item `reference`)."""
-
-    def __init__(self, blocks: frozenset[int], reference: int = 1):
-        self.blocks = blocks
-        self.reference = reference
-
-    def applies(self, call: AttnCall) -> bool:
-        return call.layer.place == "up" and call.layer.kind == "attn1" and call.layer.block in self.blocks
-
-    def qkv(self, call, q, k, v):
-        r = self.reference
-        return q, k[r:r + 1].expand_as(k), v[r:r + 1].expand_as(v)
-
 
 def denoise_with_reference(model: DiffusionModel, schedule: DDIMSchedule, start: int, edited: torch.Tensor,
                            traj: Trajectory, cond: torch.Tensor,

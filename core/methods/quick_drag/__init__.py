@@ -1,0 +1,2 @@
+"""The instant drag method: see method.py."""
+from .method import METHOD  # noqa: F401  (importing registers it)

@@ -18,6 +18,7 @@ grows with the drag's length measured relative to the picture.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch

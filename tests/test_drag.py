@@ -64,6 +64,29 @@ def test_motion_supervision_loss_falls(tiny_model, inverted):
     assert not torch.equal(out.latent, inverted.z)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_truncated_drag_passes_change_nothing(tiny_model, inverted, monkeypatch, masked):
+    # Issue 23: without a mask the drag's passes stop after the supervised block (the model's output
+    # is not needed); the dragged latent and the tracked handles equal those of full passes.
+    from core.methods.drag import motion
+    from core.unet_calls import counters
+
+    h, t = torch.tensor([[4.0, 8.0]]), torch.tensor([[12.0, 8.0]])
+    mask = torch.ones(1, 1, *inverted.z.shape[-2:]) if masked else None
+    args = (tiny_model, inverted.schedule, inverted.start, inverted.z, inverted.cond, h, t, (16, 16))
+    kwargs = dict(max_steps=6, lr=0.01, r_m=1, r_p=3, lam=0.1, mask=mask, original=inverted.z, track_every=2)
+    before = counters(tiny_model)["unet_truncated"]
+    cut = drag_latent(*args, **kwargs)
+    truncated = counters(tiny_model)["unet_truncated"] - before
+    assert truncated == (0 if masked else cut.steps + 2)  # the original's pass, every drag step, the last tracking
+
+    full_pass = motion.unet_with_features
+    monkeypatch.setattr(motion, "unet_with_features", lambda *a, full=True: full_pass(*a, full=True))
+    full = drag_latent(*args, **kwargs)
+    assert cut.steps == full.steps and torch.equal(cut.handles, full.handles)
+    torch.testing.assert_close(cut.latent, full.latent, rtol=1e-6, atol=1e-6)
+
+
 def test_motion_loss_is_zero_for_arrived_handles_and_needs_gradient_only_through_the_shifted_patch():
     feat = torch.randn(1, 5, 10, 10, requires_grad=True)
     h = torch.tensor([[3.0, 3.0]])
@@ -312,9 +335,14 @@ def test_drag_end_to_end_non_square_reuses_lora_and_leaves_unet_clean(engine_wit
     assert first.passes["unet_grad"] == FAST["lora_steps"] + first.info["drag_steps"]
     stages = [e.stage for e in events if e.step == 0]
     assert stages == ["load", "lora", "invert", "drag", "denoise"]
-    for stage in ("lora", "invert", "drag", "denoise"):
+    for stage in ("lora", "invert", "denoise"):
         steps = [e for e in events if e.stage == stage and e.step > 0]
         assert steps and all(e.preview is not None for e in steps), stage
+    # Without a mask, drag passes between trackings stop after the supervised block (issue 23), so
+    # the drag's previews come with the trackings.
+    drag_events = [e for e in events if e.stage == "drag" and e.step > 0]
+    assert drag_events and any(e.preview is not None for e in drag_events)
+    assert first.passes.get("unet_truncated", 0) > 0
     assert torch.equal(_unet_probe(tiny_model), before)
 
     second = engine_with_tiny.run(EditRequest("drag", img, params))

@@ -182,6 +182,9 @@ def test_every_method_runs_on_every_family_and_keeps_outside_the_mask(family_mod
     assert out.shape == src.shape
     assert np.array_equal(out[:, 36:], src[:, 36:]) and np.array_equal(out[28:], src[28:])
     assert res.passes["unet"] > 0
+    if method == "pix2pix-zero":  # the official <= 0.01 on v-prediction models: a tenth of the step
+        expected = params.get("xa_guidance", 0.1) * (0.1 if model.prediction_type == "v_prediction" else 1.0)
+        assert res.info["xa_step"] == pytest.approx(expected)
 
 
 def test_a_method_refuses_a_family_it_does_not_support(family_model):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention import AttentionRecorder, AttnCall, attention_hooks, parse_layer_name
+from core.attention import AttentionHook, AttentionRecorder, AttnCall, attention_hooks, parse_layer_name
 from core.engine import EditRequest
 from core.errors import InvalidInput
 from core.methods.pnp.method import (PnPParams, QKInjection, injected_steps, injection_plan, negative_alpha_at,
@@ -181,7 +181,8 @@ def test_second_edit_reuses_the_inversion_and_reports_progress(engine_with_tiny,
     events = []
     first = engine_with_tiny.run(EditRequest("pnp", img, {"prompt": "a blue car", "steps": 5}),
                                  events=events.append)
-    assert first.passes["unet"] == 5 + 5 and first.passes["unet_samples"] == 5 + 5 * 3
+    # feature injection 0.8 of 5 steps: 4 steps at batch 3 (source, ∅, target), the last at batch 2
+    assert first.passes["unet"] == 5 + 5 and first.passes["unet_samples"] == 5 + 4 * 3 + 2
     for stage in ("invert", "edit"):
         steps = [e for e in events if e.stage == stage and e.step > 0]
         assert len(steps) == 5 and all(e.preview is not None and e.preview.ndim == 3 for e in steps)
@@ -192,7 +193,7 @@ def test_second_edit_reuses_the_inversion_and_reports_progress(engine_with_tiny,
                                                            "feature_injection": 0.6}), events=events.append)
     after = counters(tiny_model)
     assert after["unet"] - before["unet"] == 5            # the edit's 5 batched calls, no inversion pass
-    assert after["unet_samples"] - before["unet_samples"] == 15
+    assert after["unet_samples"] - before["unet_samples"] == 3 * 3 + 2 * 2  # injection over 3 of the 5 steps
     assert second.passes.get("vae_encode", 0) == 0
     assert [e.message for e in events if e.stage == "invert" and e.step > 0] == ["reused"]
     assert not np.array_equal(np.asarray(first.image), np.asarray(second.image))
@@ -261,6 +262,33 @@ def test_linear_negative_schedule_acts_at_the_default_alpha(tiny_model):
     p = PnPParams(prompt="a blue car", source_prompt="a red fox", steps=6)
     plain, info_plain = pnp_denoise(model, schedule, traj, p)
     ramped, info = pnp_denoise(model, schedule, traj, p.replace(negative_schedule="linear"))
-    assert info_plain["unet_batches"] == {"batch 3": 6}
-    assert info["unet_batches"] == {"batch 3": 1, "batch 4": 5}  # step 0 is plain guidance (α_0 = 1)
+    # injection over the first 4 steps (0.8 · 6), then the source row is dropped
+    assert info_plain["unet_batches"] == {"batch 3": 4, "batch 2": 2}
+    # step 0 is plain guidance (α_0 = 1); steps 1-3 add the source-prompt row, 4-5 drop the source's
+    assert info["unet_batches"] == {"batch 3": 1 + 2, "batch 4": 3}
     assert (ramped - plain).abs().mean() > 1e-3
+
+
+class _Watcher(AttentionHook):
+    """An observer that changes nothing: with one, pnp_denoise keeps the source row at every step."""
+
+    def applies(self, call):
+        return False
+
+
+@pytest.mark.parametrize("source_prompt, schedule", [("", "constant"), ("a red fox", "linear")])
+def test_dropping_the_source_row_after_injection_changes_nothing(tiny_model, source_prompt, schedule):
+    # Issue 23: after the injection window the source row is no longer run (batch 3 -> 2). The rows
+    # of a batch do not interact, so the edit equals the one that kept the row to the end.
+    model = tiny_model
+    steps = 6
+    sched = DDIMSchedule(model.scheduler_config, steps)
+    traj, _ = _sampled_trajectory(model, sched, model.encode_text(source_prompt))
+    p = PnPParams(prompt="a blue car", source_prompt=source_prompt, steps=steps, negative_schedule=schedule,
+                  feature_injection=0.5, attention_injection=0.3)
+    cut, info = pnp_denoise(model, sched, traj, p)
+    full, info_full = pnp_denoise(model, sched, traj, p, observers=[_Watcher()])
+    assert sum(info["unet_batches"].values()) == steps
+    rows = lambda batches: sum(int(k.split()[1]) * v for k, v in batches.items())
+    assert rows(info["unet_batches"]) == rows(info_full["unet_batches"]) - (steps - 3)  # 3 = 0.5 · 6 injected
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)

@@ -276,6 +276,26 @@ def test_end_to_end_with_mask_keeps_outside_and_cache_skips_training(styled_mode
     assert np.array_equal(np.asarray(second.image)[outside], rgb[outside])
 
 
+def test_source_rows_leave_the_call_after_the_control_window_without_changing_the_edit(trained):
+    # Issue 23: after the last controlled step the source branch gives the target nothing, so its
+    # two rows are dropped (batch 4 -> 2); the target's latent is the same as with them to the end.
+    from core.unet_calls import counters
+
+    model, schedule, traj, learned = trained["model"], trained["schedule"], trained["traj"], trained["learned"]
+    c_src, c_tgt = model.encode_text("a photo"), model.encode_text("a red photo")
+    al = sd.align_tokens(model, "a photo", "a red photo")
+    p = sd.StyleDiffusionParams(prompt="a red photo", source_prompt="a photo", tau_v=0.25, tau_c=0.5, tau_s=0.25,
+                                steps=STEPS, guidance=GUIDANCE)
+    before = counters(model)["unet_samples"]
+    cut = sd.edit_latents(model, schedule, traj, learned, c_src, c_tgt, trained["uncond"], al, p)
+    rows_cut = counters(model)["unet_samples"] - before
+    full = sd.edit_latents(model, schedule, traj, learned, c_src, c_tgt, trained["uncond"], al, p, keep_source=True)
+    rows_full = counters(model)["unet_samples"] - before - rows_cut
+    controlled = sd.steps_for(0.5, STEPS)
+    assert rows_full == 4 * STEPS and rows_cut == 4 * controlled + 2 * (STEPS - controlled)
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
+
+
 def test_missing_clip_is_model_unavailable(tiny_model, tmp_path, monkeypatch):
     import huggingface_hub.constants as hub_constants
 

@@ -113,6 +113,28 @@ class UnitCosts:
             self.cache[key] = _timed(run, m.device)
         return self.cache[key]
 
+    def unet_truncated(self, grad: bool) -> float:
+        """One batch-1 pass that stops after drag's supervised block (drag without a mask)."""
+        key = ("unet_truncated", 1, grad)
+        if key not in self.cache:
+            from core.layer_maps import layer_map
+            from core.methods.drag.motion import feature_block, unet_with_features
+
+            m = self.model
+            block = feature_block(m.unet, layer_map(m))
+            x = torch.randn(1, m.latent_channels, *self.hw, device=m.device)
+
+            def run():
+                if grad:
+                    xx = x.clone().requires_grad_(True)
+                    unet_with_features(m, block, xx, 500, self.emb, self.hw, full=False)[1].sum().backward()
+                else:
+                    with torch.no_grad():
+                        unet_with_features(m, block, x, 500, self.emb, self.hw, full=False)
+
+            self.cache[key] = _timed(run, m.device)
+        return self.cache[key]
+
     def vae(self, what: str) -> float:
         if what not in self.cache:
             m = self.model
@@ -141,6 +163,14 @@ class UnitCosts:
             elif key.startswith("unet_b"):
                 b = int(key.rsplit("b", 1)[1])
                 total += n * self.unet(b, False)
+        # Truncated passes (drag without a mask) are counted among the batch-1 passes above at the
+        # price of a whole one: take the part they did not run off again.
+        grad_cut = passes.get("unet_truncated_grad", 0)
+        plain_cut = passes.get("unet_truncated", 0) - grad_cut
+        if plain_cut:
+            total -= plain_cut * (self.unet(1, False) - self.unet_truncated(False))
+        if grad_cut:
+            total -= grad_cut * (self.unet(1, True) - self.unet_truncated(True))
         total += passes.get("vae_encode", 0) * self.vae("vae_encode")
         total += passes.get("vae_decode", 0) * self.vae("vae_decode")
         if passes.get("vae_decode_grad"):

@@ -36,7 +36,7 @@ from ...previews import latent_preview
 from ...reference_attention import ReferenceAttention, reference_blocks  # noqa: F401  (tests import them here)
 from ...sampling import Trajectory, denoise
 from ...schedule import DDIMSchedule
-from ...unet_calls import unet_forward
+from ...unet_calls import counters, unet_forward
 from ...layer_maps import LayerMap, layer_map
 from ...unet_layout import forward_hook, up_block_for_sd1
 
@@ -56,16 +56,33 @@ def feature_block(unet, lmap: Optional[LayerMap] = None) -> torch.nn.Module:
     return unet.up_blocks[up_block_for_sd1(unet, 2)]
 
 
+class _FeaturesReady(Exception):
+    """Raised by the feature hook of a truncated pass: the rest of the UNet is not needed."""
+
+
 def unet_with_features(model: DiffusionModel, block: torch.nn.Module, x: torch.Tensor, t: int,
-                       cond: torch.Tensor, size: tuple[int, int]):
-    """One UNet pass -> (model output, `block`'s output resized bilinearly to `size`, float32)."""
+                       cond: torch.Tensor, size: tuple[int, int], full: bool = True):
+    """One UNet pass -> (model output, `block`'s output resized bilinearly to `size`, float32).
+
+    full=False stops the pass right after `block` (the output is then None): motion supervision
+    without a mask needs only the features, and the decoder's last block and output convolution are
+    a quarter to a third of a pass (SD 1.5's up_blocks[3] runs at the full latent resolution)."""
     grabbed = {}
 
     def grab(_module, _inputs, output):
         grabbed["f"] = output[0] if isinstance(output, tuple) else output
+        if not full:
+            raise _FeaturesReady()
 
+    out = None
     with forward_hook(block, grab):
-        out = unet_forward(model, x, t, cond)
+        try:
+            out = unet_forward(model, x, t, cond)
+        except _FeaturesReady:
+            c = counters(model)
+            c["unet_truncated"] += 1
+            if torch.is_grad_enabled():
+                c["unet_truncated_grad"] += 1
     feat = F.interpolate(grabbed["f"].float(), size=size, mode="bilinear", align_corners=False)
     return out, feat
 
@@ -188,12 +205,13 @@ def drag_latent(model: DiffusionModel, schedule: DDIMSchedule, index: int, laten
     anchor = x_prev_orig = None
     if original is not None:
         with torch.no_grad():
-            out0, feat0 = unet_with_features(model, block, original.float(), t, cond, feat_size)
+            out0, feat0 = unet_with_features(model, block, original.float(), t, cond, feat_size, full=keep is not None)
         if reference is None:
             reference = sample_points(feat0, initial)
         anchor = patch_features(feat0, initial, r_m)
-        x0_o, eps_o = schedule.x0_and_eps(original.float(), out0, t)
-        x_prev_orig = schedule.from_x0(x0_o, eps_o, t_prev)
+        if keep is not None:
+            x0_o, eps_o = schedule.x0_and_eps(original.float(), out0, t)
+            x_prev_orig = schedule.from_x0(x0_o, eps_o, t_prev)
     z = latent.detach().float().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     losses: list = []
@@ -204,23 +222,27 @@ def drag_latent(model: DiffusionModel, schedule: DDIMSchedule, index: int, laten
         final = k == max_steps  # one more pass only to track where the last step left the handles
         if final and not final_track:
             break
+        # The model's output is needed only for the mask term and for previews (every tracking
+        # step): the other passes stop after the supervised block.
+        full = keep is not None or (reporter is not None and (k % track_every == 0 or final))
         with torch.set_grad_enabled(not final):
-            out, feat = unet_with_features(model, block, z, t, cond, feat_size)
+            out, feat = unet_with_features(model, block, z, t, cond, feat_size, full=full)
         if reference is None:
             # No original given: this first pass sees it (the tracking reference, the mask anchor).
             reference = sample_points(feat.detach(), handles)
-            x0_o, eps_o = schedule.x0_and_eps(z.detach(), out.detach(), t)
-            x_prev_orig = schedule.from_x0(x0_o, eps_o, t_prev)
+            if keep is not None:
+                x0_o, eps_o = schedule.x0_and_eps(z.detach(), out.detach(), t)
+                x_prev_orig = schedule.from_x0(x0_o, eps_o, t_prev)
         elif track and (k % track_every == 0 or final) and (k > 0 or original is not None):
             moved = track_points(feat.detach(), reference, handles, r_p)
             if k > 0:  # a tracking after drag steps (k = 0 follows a denoising step)
                 still_tracks = still_tracks + 1 if torch.equal(moved, handles.round()) else 0
             handles = moved
-        x0_now = schedule.x0_and_eps(z.detach(), out.detach(), t)[0]
+        preview = None if out is None else latent_preview(model, schedule.x0_and_eps(z.detach(), out.detach(), t)[0])
         reached = arrived(handles, targets, stop_radius)
         if reached or final or still_tracks >= STILL_TRACKS:
             if reporter and reached:
-                reporter.step(done + steps, max(budget_total, done + steps), latent_preview(model, x0_now),
+                reporter.step(done + steps, max(budget_total, done + steps), preview,
                               message=f"reached after {done + steps} steps")
             break
         with torch.enable_grad():
@@ -235,7 +257,7 @@ def drag_latent(model: DiffusionModel, schedule: DDIMSchedule, index: int, laten
         steps += 1
         losses.append(loss.detach())
         if reporter:
-            reporter.step(done + steps, max(budget_total, done + steps), latent_preview(model, x0_now))
+            reporter.step(done + steps, max(budget_total, done + steps), preview)
     losses = torch.stack(losses).tolist() if losses else []
     return DragOutcome(z.detach(), handles, steps, reached, index, losses, still_tracks)
 

@@ -42,6 +42,15 @@ from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
 
 NAME = "pix2pix-zero"
+# The official note: the cross-attention guidance step should be <= 0.01 on v-prediction models
+# (SD 2.x at 768) against 0.1 on epsilon models, whose attention-loss gradients are about ten times
+# smaller. So the step the user sets is the epsilon-model step, scaled for the model at hand.
+V_PREDICTION_XA_SCALE = 0.1
+
+
+def xa_step(model, xa_guidance: float) -> float:
+    """The cross-attention guidance step for this model (see V_PREDICTION_XA_SCALE)."""
+    return xa_guidance * (V_PREDICTION_XA_SCALE if model.prediction_type == "v_prediction" else 1.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +64,8 @@ class Pix2PixZeroParams(MethodParams):
                                label="Picture shows")
     xa_guidance: float = param(0.1, "Cross-attention guidance step: holds the cross-attention maps to those of "
                                "the input's own inversion trajectory, keeping its layout (0 = off; "
-                               "0.1 for photos, 0.15 for generated images, <= 0.01 for v-prediction models).",
+                               "0.1 for photos, 0.15 for generated images; on v-prediction models (SD 2.x) the step "
+                               "taken is a tenth of it, the official <= 0.01).",
                                min=0.0, max=2.0, label="Layout kept")
     guidance: float = param(5.0, "How strongly to push towards the target word (classifier-free guidance "
                             "against the caption).", min=1.0, max=30.0, label="Change strength")
@@ -236,14 +246,15 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
         ctx.reporter.step(1, 1, latent_preview(model, traj.clean), message="reused")
 
     after_step = keep_outside_trajectory(ctx.latent_mask(), traj)
-    edited = edit_pass(model, schedule, x_T, cond_edit, cond, reference, p.guidance, p.xa_guidance,
+    step = xa_step(model, p.xa_guidance)
+    edited = edit_pass(model, schedule, x_T, cond_edit, cond, reference, p.guidance, step,
                        ctx.reporter, after_step)
     ctx.reporter.stage("decode", 1)
     with torch.no_grad():
         image = vae_decode(model, edited.latent)
     losses = torch.stack(edited.xa_losses).tolist() if edited.xa_losses else []
     info = {"caption": caption, "source_word": p.source_word, "target_word": p.target_word,
-            "xa_loss": [round(v, 6) for v in losses]}
+            "xa_loss": [round(v, 6) for v in losses], "xa_step": step}
     return MethodOutput(image, info)
 
 

@@ -193,8 +193,15 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
     cfg = p.guidance != 1.0
     # ε(source prompt) only matters when it differs from ε(∅).
     negative_possible = cfg and p.source_prompt != ""
-    embs = {False: Conditioning.cat([source_emb, uncond_emb, cond_emb] if cfg else [source_emb, cond_emb]),
-            True: Conditioning.cat([source_emb, uncond_emb, cond_emb, source_emb])}
+    # Rows of one UNet call: the source trajectory's (only while something is injected from it),
+    # ε(∅) and ε(target) for the target latent (without guidance, only the target's), and
+    # ε(source prompt) for the target latent when the negative schedule mixes it in. After the
+    # injection window the source row has nothing left to give, and is dropped (batch 3 → 2).
+    target_rows = [uncond_emb, cond_emb] if cfg else [cond_emb]
+    n_inject = max(n_feat, n_attn)
+    keep_source = bool(observers)  # observers (tests) read the source row at every step
+    embs = {(src, neg): Conditioning.cat(([source_emb] if src else []) + target_rows + ([source_emb] if neg else []))
+            for src in (False, True) for neg in (False, True)}
     qk = QKInjection(plan.attention_layers)
     feat = FeatureInjection()
     batches: dict[int, int] = {}
@@ -202,18 +209,20 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
     def predict(x: torch.Tensor, i: int, t: int) -> torch.Tensor:
         alpha = negative_alpha_at(p, i, n)
         negative = negative_possible and alpha != 1.0
-        emb = embs[negative]
+        with_source = keep_source or i < n_inject
+        emb = embs[with_source, negative]
         rows = len(emb)
         batches[rows] = batches.get(rows, 0) + 1
         feat.active = i < n_feat
         qk.active = i < n_attn
-        latents = torch.cat([traj.at(i).to(x.device), x.expand(rows - 1, *x.shape[1:])])
-        out = unet_forward(model, latents, t, emb)
+        target = x.expand(rows - with_source, *x.shape[1:])
+        latents = torch.cat([traj.at(i).to(x.device), target]) if with_source else target
+        out = unet_forward(model, latents, t, emb)[int(with_source):]
         if not cfg:
-            return out[1:2]
-        uncond, cond = out[1:2], out[2:3]
+            return out[0:1]
+        uncond, cond = out[0:1], out[1:2]
         if negative:
-            uncond = alpha * uncond + (1.0 - alpha) * out[3:4]
+            uncond = alpha * uncond + (1.0 - alpha) * out[2:3]
         return uncond + p.guidance * (cond - uncond)
 
     after_step = keep_outside_trajectory(keep_mask, traj)

@@ -499,19 +499,31 @@ def steps_for(tau: float, n: int) -> int:
 def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory, learned: LearnedValues,
                  c_src: torch.Tensor, c_tgt: torch.Tensor, uncond: torch.Tensor, alignment: Alignment,
                  p: StyleDiffusionParams, reporter: Optional[Reporter] = None,
-                 latent_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 latent_mask: Optional[torch.Tensor] = None, keep_source: bool = False) -> torch.Tensor:
     """Denoise target and source together (one UNet call of 4 per step) and return the target's
-    clean latent. Outside the mask the target follows the inversion trajectory."""
+    clean latent. Outside the mask the target follows the inversion trajectory.
+
+    Once the attention control has ended, nothing of the source branch reaches the target any more
+    (the target's learned values come from its own prompt): the source rows leave the call (batch
+    4 -> 2 over the last 40 % of the steps at the defaults) and the source latent just repeats the
+    target's step, never read again. keep_source runs them to the end (the equality test)."""
     n = schedule.steps
     _, self_layers = layer_selectors(model.unet)
     control = PromptToPromptControl(alignment, self_layers, steps_for(p.tau_c, n), steps_for(p.tau_s, n),
                                     steps_for(p.tau_u, n))
+    control_end = n if keep_source else max(control.cross_steps, control.self_steps, control.uncond_steps)
     values = ValueHook()
     v_steps = steps_for(p.tau_v, n)
     emb = Conditioning.cat([uncond, uncond, c_tgt, c_src])
+    emb_target = Conditioning.cat([uncond, c_tgt])
     c_tgt32 = c_tgt.embeds.float()
 
     def predict(x, i, t):
+        if i >= control_end:
+            values.set(learned.value(i, c_tgt32) if i < v_steps else None, [1])  # [∅, target]
+            with attention_hooks(model.unet, values):
+                u, c = unet_forward(model, torch.cat([x[:1], x[:1]]), t, emb_target).chunk(2)
+            return (u + p.guidance * (c - u)).expand_as(x)
         control.step = i
         src_value = learned.value(i, c_src)
         if i < v_steps:

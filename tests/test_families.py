@@ -133,6 +133,7 @@ METHOD_PARAMS = {
     "reconstruct": dict(prompt="a picture", steps=4),
     "pnp": dict(prompt="a blue picture", steps=4),
     "drag": dict(points=[(12, 10, 20, 12)], lora_steps=2, drag_steps=2, steps=6),
+    "quick-drag": dict(points=[(12, 10, 20, 12)], steps=6),
     "pix2pix-zero": dict(source_word="cat", target_word="dog", source_prompt="a cat", steps=3, reg_steps=1),
     "style-diffusion": dict(source_prompt="a cat", prompt="a red cat", steps=3, train_iters_scale=1),
     "diffuseit": dict(steps=6, skip=0.5, resample=1, cutouts=2),

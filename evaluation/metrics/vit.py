@@ -12,8 +12,6 @@ computable, not meaningful) or those given with --dino / --clip; where none load
 reports the measure as unavailable."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -22,25 +20,11 @@ import torch.nn.functional as F
 
 from core.aux_models import AuxModel
 from core.errors import ModelUnavailable
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+from core.vision import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, normalisation
 
 
 def _side(v) -> int:
     return int(v[0] if isinstance(v, (list, tuple)) else v)
-
-
-def _normalisation(aux: AuxModel, mean, std) -> tuple:
-    cfg = Path(aux.source) / "preprocessor_config.json"
-    if cfg.is_file():
-        try:
-            data = json.loads(cfg.read_text())
-            if data.get("image_mean") and data.get("image_std"):
-                return tuple(data["image_mean"]), tuple(data["image_std"])
-        except (OSError, ValueError):
-            pass
-    return tuple(mean), tuple(std)
 
 
 def _pixels(rgb: np.ndarray, size: int, mean, std, device, dtype) -> torch.Tensor:
@@ -55,7 +39,7 @@ class StructureDistance:
     def __init__(self, aux: AuxModel):
         self.model = aux.model
         self.size = _side(self.model.config.image_size)
-        self.mean, self.std = _normalisation(aux, IMAGENET_MEAN, IMAGENET_STD)
+        self.mean, self.std = normalisation(None, IMAGENET_MEAN, IMAGENET_STD, source=aux.source)
         keys = [m for name, m in self.model.named_modules()
                 if isinstance(m, torch.nn.Linear) and name.endswith(("attention.key", "k_proj"))]
         if not keys:
@@ -87,7 +71,7 @@ class ClipScore:
         self.model = aux.model
         self.tokenizer = aux.processor
         self.size = _side(self.model.config.vision_config.image_size)
-        self.mean, self.std = _normalisation(aux, CLIP_MEAN, CLIP_STD)
+        self.mean, self.std = normalisation(None, CLIP_MEAN, CLIP_STD, source=aux.source)
         p = next(self.model.parameters())
         self.device, self.dtype = p.device, p.dtype
 

@@ -167,9 +167,12 @@ def suite_table(out: Path, before: Optional[Path] = None, methods: Optional[dict
     head = ", ".join(f"{n} {k}" for k, n in counts.items())
     parts.append(f"ShapesBench ({head} samples; `{out}`), methods at their defaults"
                  + (f"; before → after against `{before}`" if before else "") + ".")
-    if "drag" in methods:
+    # A kind with no results in either folder gets no section (not an empty table's header).
+    present = {kind for kind in methods
+               if any(_load(folder, kind, m) for folder in (out, before) if folder for m in methods[kind])}
+    if "drag" in present:
         parts += ["", "**Drag** (DragBench layout):", ""] + _table(out, before, "drag", methods["drag"], DRAG_COLUMNS)
-    if "text" in methods:
+    if "text" in present:
         parts += ["", "**Text-guided edits** (PIE-Bench layout):", ""] + _table(out, before, "text", methods["text"],
                                                                               TEXT_COLUMNS)
         parts += ["", "Attribute done, by the kind of edit:", ""]

@@ -293,6 +293,18 @@ def test_make_shapesbench_from_the_command_line_wants_a_new_folder(tmp_path, cap
     assert "not empty" in _one_line_error(capsys, ["make-shapesbench", str(tmp_path / "b")])
 
 
+def test_a_suite_table_shows_only_the_kinds_it_has_results_for(bench, engine, tmp_path):
+    from evaluation.suite import results_path, suite_table
+
+    out = tmp_path / "suite"
+    path = results_path(out, "drag", "identity")
+    path.parent.mkdir(parents=True)
+    evaluate("drag", bench / "drag", "identity", path.parent, engine, name=path.name)
+    table = suite_table(out)
+    assert "**Drag**" in table and "| identity (input unchanged) | 3 |" in table
+    assert "Text-guided" not in table and "Attribute done" not in table
+
+
 def test_the_suite_table_goes_between_the_readme_markers(tmp_path):
     from evaluation.suite import README_BEGIN, README_END, update_readme
 

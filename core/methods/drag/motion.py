@@ -66,7 +66,7 @@ def unet_with_features(model: DiffusionModel, block: torch.nn.Module, x: torch.T
 
     full=False stops the pass right after `block` (the output is then None): motion supervision
     without a mask needs only the features, and the decoder's last block and output convolution are
-    a quarter to a third of a pass (SD 1.5's up_blocks[3] runs at the full latent resolution)."""
+    about a third of a pass at 512 px (SD 1.5's up_blocks[3] runs at the full latent resolution)."""
     grabbed = {}
 
     def grab(_module, _inputs, output):

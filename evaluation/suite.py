@@ -137,19 +137,18 @@ def _samples(doc: Optional[dict]) -> str:
     return text + (f" ({s['failed']} failed)" if s["failed"] else "")
 
 
-def _table(out: Path, before: Optional[Path], kind: str, methods, columns, group: Optional[str] = None) -> list[str]:
-    docs = {m: _load(out, kind, m) for m in methods}
-    old = {m: _load(before, kind, m) for m in methods} if before else {}
+def _table(docs: dict, old: Optional[dict], methods, columns, group: Optional[str] = None) -> list[str]:
+    """One Markdown table: a row per method with results; "before → after" cells when `old` is given."""
     shown = [c for c in columns if any(d is not None and _cell(d, c[0], c[2], c[3], group) != "–"
-                                       for d in list(docs.values()) + list(old.values()))]
+                                       for d in list(docs.values()) + list((old or {}).values()))]
     lines = ["| method | samples | " + " | ".join(c[1] for c in shown) + " |", "|---|---|" + "---|" * len(shown)]
     for m in methods:
-        if docs[m] is None and old.get(m) is None:
+        if docs[m] is None and (old or {}).get(m) is None:
             continue
         cells = [_samples(docs[m])]
         for key, _, scale, digits in shown:
             now = _cell(docs[m], key, scale, digits, group)
-            cells.append(f"{_cell(old[m], key, scale, digits, group)} → {now}" if before else now)
+            cells.append(f"{_cell(old[m], key, scale, digits, group)} → {now}" if old is not None else now)
         lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
     return lines
 
@@ -158,34 +157,41 @@ def suite_table(out: Path, before: Optional[Path] = None, methods: Optional[dict
     """The Markdown tables of a suite folder (with "before → after" cells when `before` is given)."""
     methods = methods or SUITE_METHODS
     out = Path(out)
-    parts = []
+    # Every results file read once: {kind: {method: results or None}}, now and before.
+    now = {kind: {m: _load(out, kind, m) for m in names} for kind, names in methods.items()}
+    old = {kind: {m: _load(before, kind, m) for m in names} for kind, names in methods.items()} if before else None
     counts = {}
     for kind in methods:
-        doc = next((d for d in (_load(out, kind, m) for m in methods[kind]) if d), None)
+        doc = next((d for d in now[kind].values() if d), None)
         if doc:
             counts[kind] = doc["summary"]["samples"]
     head = ", ".join(f"{n} {k}" for k, n in counts.items())
-    parts.append(f"ShapesBench ({head} samples; `{out}`), methods at their defaults"
-                 + (f"; before → after against `{before}`" if before else "") + ".")
+    parts = [f"ShapesBench ({head} samples; `{out}`), methods at their defaults"
+             + (f"; before → after against `{before}`" if before else "") + "."]
     # A kind with no results in either folder gets no section (not an empty table's header).
     present = {kind for kind in methods
-               if any(_load(folder, kind, m) for folder in (out, before) if folder for m in methods[kind])}
+               if any(now[kind].values()) or (old is not None and any(old[kind].values()))}
+
+    def old_of(kind):
+        return old[kind] if old is not None else None
+
     if "drag" in present:
-        parts += ["", "**Drag** (DragBench layout):", ""] + _table(out, before, "drag", methods["drag"], DRAG_COLUMNS)
+        parts += ["", "**Drag** (DragBench layout):", ""] + _table(now["drag"], old_of("drag"), methods["drag"],
+                                                                 DRAG_COLUMNS)
     if "text" in present:
-        parts += ["", "**Text-guided edits** (PIE-Bench layout):", ""] + _table(out, before, "text", methods["text"],
-                                                                              TEXT_COLUMNS)
+        parts += ["", "**Text-guided edits** (PIE-Bench layout):", ""] + _table(now["text"], old_of("text"),
+                                                                              methods["text"], TEXT_COLUMNS)
         parts += ["", "Attribute done, by the kind of edit:", ""]
-        docs = {m: _load(out, "text", m) for m in methods["text"]}
-        old = {m: _load(before, "text", m) for m in methods["text"]} if before else {}
+        docs, before_docs = now["text"], old_of("text")
         lines = ["| method | " + " | ".join(TEXT_GROUPS.values()) + " |", "|---|" + "---|" * len(TEXT_GROUPS)]
         for m in methods["text"]:
             if docs[m] is None:
                 continue
             cells = []
             for g in TEXT_GROUPS:
-                now = _cell(docs[m], "attribute_success", 1, 2, g)
-                cells.append(f"{_cell(old.get(m), 'attribute_success', 1, 2, g)} → {now}" if before else now)
+                cell = _cell(docs[m], "attribute_success", 1, 2, g)
+                cells.append(f"{_cell(before_docs[m], 'attribute_success', 1, 2, g)} → {cell}"
+                             if before_docs is not None else cell)
             lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
         parts += lines
     return "\n".join(parts) + "\n"

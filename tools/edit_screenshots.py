@@ -101,7 +101,8 @@ def shoot(out: Path, pump) -> None:
     # plain labels, the advanced ones too
     win.edit_dock.setFloating(True)
     win.edit_dock.resize(380, 900)
-    for name, file in (("drag", "05_drag_form_labels.png"), ("pix2pix-zero", "06_pix2pix_form_labels.png")):
+    for name, file in (("drag", "05_drag_form_labels.png"), ("pix2pix-zero", "06_pix2pix_form_labels.png"),
+                       ("style-diffusion", "13_style_diffusion_form_labels.png")):
         panel.select_method(name)
         if panel.form.advanced is not None:
             panel.form.advanced.expand(animate=False)

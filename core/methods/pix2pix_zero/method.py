@@ -27,7 +27,8 @@ import torch
 
 from ...attention import AttentionHook, AttnCall, attention_hooks
 from ...cache import content_key
-from .directions import check_word_pair, edit_direction
+from .directions import check_word_pair, edit_direction, word_token_ids
+from ...local_blend import LocalBlend, token_positions
 from ...context import EditContext, MethodOutput
 from ...errors import InvalidInput, ModelUnavailable
 from ...events import Reporter
@@ -72,6 +73,10 @@ class Pix2PixZeroParams(MethodParams):
     edit_multiplier: float = param(1.0, "Scales the edit direction (the official demo's edit multiplier, "
                                    "0-2): raise it when the edit does not show, lower it when it goes too far.",
                                    min=0.0, max=4.0, label="Edit amount")
+    local_blend: bool = param(True, "Keep the rest: only where the word is seen may the picture change "
+                              "(Prompt-to-Prompt's local blending of the caption's word; needs the word in "
+                              "the caption). Off lets the whole picture follow the edit.",
+                              label="Change only the word's region")
     steps: int = param(50, "Inversion and denoising steps.", min=2, max=1000)
     reg_steps: int = param(5, "Noise-regularisation rounds per inversion step (0 = plain DDIM inversion).",
                            min=0, max=50, advanced=True, label="Noise clean-up rounds")
@@ -152,11 +157,18 @@ class EditPass:
 def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, cond_edit: torch.Tensor,
               negative: torch.Tensor, reference: list[dict], guidance: float, xa_guidance: float,
               reporter: Optional[Reporter] = None, after_step: Optional[Callable] = None,
-              measure: bool = False, stage: str = "edit") -> EditPass:
+              measure: bool = False, stage: str = "edit", blend: Optional[LocalBlend] = None,
+              traj: Optional[Trajectory] = None) -> EditPass:
     """Denoise x_T with `cond_edit`, guiding each x_t towards the reference cross-attention maps
     (one gradient step of size `xa_guidance`), then a CFG step with `negative` as the
-    unconditional prompt. `measure` records the attention loss even without guidance."""
+    unconditional prompt. `measure` records the attention loss even without guidance.
+
+    blend (with the trajectory `traj`): local blending of the caption's word, its source map read
+    from the reference maps (the trajectory's), its target map from the edit branch; outside them
+    the latent is reset to the trajectory after every step."""
     result = EditPass(x_T)
+    blend_hooks = (blend,) if blend is not None else ()
+    cfg_rows = 2 if guidance != 1.0 else 1
     scaler = LossScaler.for_dtype(model.dtype)
 
     def guide(x, i, t):
@@ -177,11 +189,37 @@ def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, 
         return x
 
     def predict(x, i, t):
-        return predict_cfg(model, x, t, cond_edit, negative, guidance)
+        if blend is None:
+            return predict_cfg(model, x, t, cond_edit, negative, guidance)
+        for name, m in reference[i].items():
+            if "mid_block" not in name:
+                blend.add("source", m[0])
+        blend.rows = (cfg_rows - 1, None)  # the conditional (edited) row
+        with attention_hooks(model.unet, *blend_hooks):
+            return predict_cfg(model, x, t, cond_edit, negative, guidance)
+
+    def after(x_prev, i):
+        if blend is not None:
+            x_prev = blend.blend(x_prev, traj.at(i + 1).to(x_prev), i)
+        return after_step(x_prev, i) if after_step is not None else x_prev
 
     result.latent = denoise(model, schedule, x_T, predict, reporter, stage=stage, guide=guide,
-                            after_step=after_step)
+                            after_step=after)
     return result
+
+
+def word_blend(model: DiffusionModel, p: "Pix2PixZeroParams", caption: str, latent_hw: tuple[int, int],
+               steps: int) -> Optional[LocalBlend]:
+    """The local blending of the source word's tokens in the caption (the same positions in the edit
+    branch, whose embedding is the caption's plus the direction); None when off or the caption
+    does not contain the word."""
+    if not p.local_blend:
+        return None
+    ids = model.tokenize([caption])[0].tolist()
+    positions = token_positions(ids, word_token_ids(model.tokenizer, p.source_word))
+    if not positions:
+        return None
+    return LocalBlend.for_unet(model.unet, positions, positions, latent_hw, steps)
 
 
 # ---- captioning -----------------------------------------------------------------------------------
@@ -247,14 +285,16 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
 
     after_step = keep_outside_trajectory(ctx.latent_mask(), traj)
     step = xa_step(model, p.xa_guidance)
+    blend = word_blend(model, p, caption, tuple(x_T.shape[-2:]), schedule.steps)
     edited = edit_pass(model, schedule, x_T, cond_edit, cond, reference, p.guidance, step,
-                       ctx.reporter, after_step)
+                       ctx.reporter, after_step, blend=blend, traj=traj)
     ctx.reporter.stage("decode", 1)
     with torch.no_grad():
         image = vae_decode(model, edited.latent)
     losses = torch.stack(edited.xa_losses).tolist() if edited.xa_losses else []
     info = {"caption": caption, "source_word": p.source_word, "target_word": p.target_word,
-            "xa_loss": [round(v, 6) for v in losses], "xa_step": step}
+            "xa_loss": [round(v, 6) for v in losses], "xa_step": step,
+            "local_blend": None if blend is None else blend.report()}
     return MethodOutput(image, info)
 
 

@@ -20,6 +20,11 @@ in one batched UNet call per step, with Prompt-to-Prompt control:
 - "improved unconditional branch": Prompt-to-Prompt edits only the conditional half of CFG; for the
   first τ_u of the steps the source's self-attention maps are also injected into the unconditional
   half, so the negative branch keeps the source's layout too.
+- local blending (core/local_blend.py), as every official word-swap edit passes a blend word pair:
+  the swapped words' cross-attention maps (source word in the source branch, target word in the
+  target) mark where the picture may change; from a fifth of the steps on, the target latent outside
+  that region is reset to the source's after every step. `blend_words` names the words instead
+  (an edit that adds words, e.g. a restyle, is blended only then).
 
 Training follows the official schedule: Adam's learning rate at step i is lr·(1 − 0.3·i/n) (the
 official 1e-2·(1 − i/100) over its 30 steps, ending at 0.71·lr), and the attention regularisation
@@ -42,7 +47,9 @@ from ...attention import AttentionHook, AttentionRecorder, AttnCall, LayerInfo, 
 from ...aux_models import AuxModel, load_aux
 from ...cache import content_key
 from ...context import EditContext, MethodOutput
+from ...errors import InvalidInput
 from ...events import Reporter
+from ...local_blend import LocalBlend, swapped_positions, token_positions
 from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...params import MethodParams, param
@@ -78,6 +85,13 @@ class StyleDiffusionParams(MethodParams):
     tau_u: float = param(0.0, "Fraction of the steps that also control the unconditional branch of "
                          "guidance (keeps the layout under strong guidance).", min=0.0, max=1.0, advanced=True,
                          label="Layout kept under strong guidance")
+    local_blend: bool = param(True, "Keep the rest: only where the swapped words are seen may the picture "
+                              "change (Prompt-to-Prompt local blending, as the official word-swap edits). "
+                              "Off for a restyle of the whole picture.", label="Change only the swapped words")
+    blend_words: str = param("", "The words whose region may change, from either prompt (e.g. 'cat tiger'); "
+                             "empty: the swapped words of a word swap. An edit that adds words is blended "
+                             "only when they are named here.", kind="text", advanced=True,
+                             label="Region of these words")
     guidance: float = param(7.5, "Classifier-free guidance scale (the reconstruction is learned for it).",
                             min=1.0, max=30.0, label="Prompt strength")
     steps: int = param(30, "DDIM steps for inversion, training and editing.", min=2, max=200)
@@ -492,6 +506,32 @@ def learned_values_cached(ctx: EditContext, p: StyleDiffusionParams, schedule: D
 
 # ---- editing -------------------------------------------------------------------------------------
 
+def local_blend_for(model: DiffusionModel, p: StyleDiffusionParams, alignment: Alignment,
+                    latent_hw: tuple[int, int], steps: int) -> Optional[LocalBlend]:
+    """The official local blending of the edited words: the swapped tokens of a word swap, or the
+    named `blend_words` found in each prompt. None when it is off or no word is edited."""
+    if not p.local_blend:
+        return None
+    ids = model.tokenize([p.source_prompt, p.prompt])
+    src, tgt = ids[0].tolist(), ids[1].tolist()
+    if p.blend_words.strip():
+        src_pos, tgt_pos = [], []
+        for word in p.blend_words.split():
+            word_ids = list(model.tokenizer(word, add_special_tokens=False).input_ids)
+            src_pos += token_positions(src, word_ids)
+            tgt_pos += token_positions(tgt, word_ids)
+        if not src_pos and not tgt_pos:
+            raise InvalidInput(f"None of the blend words {p.blend_words!r} is in the prompts: name words of "
+                               "the source or the new caption, or leave the field empty.")
+    elif alignment.kind == "word swap":
+        src_pos = tgt_pos = swapped_positions(src, tgt)
+    else:
+        return None
+    if not src_pos and not tgt_pos:
+        return None
+    return LocalBlend.for_unet(model.unet, src_pos, tgt_pos, latent_hw, steps)
+
+
 def steps_for(tau: float, n: int) -> int:
     return int(round(tau * n))
 
@@ -499,9 +539,15 @@ def steps_for(tau: float, n: int) -> int:
 def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory, learned: LearnedValues,
                  c_src: torch.Tensor, c_tgt: torch.Tensor, uncond: torch.Tensor, alignment: Alignment,
                  p: StyleDiffusionParams, reporter: Optional[Reporter] = None,
-                 latent_mask: Optional[torch.Tensor] = None, keep_source: bool = False) -> torch.Tensor:
+                 latent_mask: Optional[torch.Tensor] = None, keep_source: bool = False,
+                 blend: Optional[LocalBlend] = None) -> torch.Tensor:
     """Denoise target and source together (one UNet call of 4 per step) and return the target's
     clean latent. Outside the mask the target follows the inversion trajectory.
+
+    blend: the local blending of the edited words. The official resets the target to its source
+    *branch* outside the words' region; here to the inversion trajectory at the same step, which
+    is what the source branch is trained to reproduce (the training loss is the distance to it),
+    so the source rows can still leave the call once the attention control ends.
 
     Once the attention control has ended, nothing of the source branch reaches the target any more
     (the target's learned values come from its own prompt): the source rows leave the call (batch
@@ -518,10 +564,14 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
     emb_target = Conditioning.cat([uncond, c_tgt])
     c_tgt32 = c_tgt.embeds.float()
 
+    blend_hooks = (blend,) if blend is not None else ()
+
     def predict(x, i, t):
         if i >= control_end:
             values.set(learned.value(i, c_tgt32) if i < v_steps else None, [1])  # [∅, target]
-            with attention_hooks(model.unet, values):
+            if blend is not None:
+                blend.rows = (1, None)  # the source word's map stays as summed so far
+            with attention_hooks(model.unet, values, *blend_hooks):
                 u, c = unet_forward(model, torch.cat([x[:1], x[:1]]), t, emb_target).chunk(2)
             return (u + p.guidance * (c - u)).expand_as(x)
         control.step = i
@@ -532,12 +582,21 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
             values.set(torch.cat([learned.value(i, c_tgt32), src_value]), [TGT_C, SRC_C])
         else:
             values.set(src_value, [SRC_C])
-        with attention_hooks(model.unet, values, control):
+        if blend is not None:
+            blend.rows = (TGT_C, SRC_C)
+        # the blend records the target's own maps, before the control replaces them (as P2P's store)
+        with attention_hooks(model.unet, values, *blend_hooks, control):
             out = unet_forward(model, torch.cat([x, x]), t, emb)
         u, c = out.chunk(2)
         return u + p.guidance * (c - u)
 
-    after = keep_outside_trajectory(latent_mask, traj, rows=1)  # row 0 is the target
+    keep = keep_outside_trajectory(latent_mask, traj, rows=1)  # row 0 is the target
+
+    def after(x_prev, i):
+        if blend is not None:
+            x_prev = torch.cat([blend.blend(x_prev[:1], traj.at(i + 1).to(x_prev), i), x_prev[1:]])
+        return keep(x_prev, i) if keep is not None else x_prev
+
     x = torch.cat([traj.noisiest, traj.noisiest])  # [target, source]: previews show the target
     out = denoise(model, schedule, x, predict, reporter, stage="edit", after_step=after)
     return out[:1]
@@ -550,15 +609,17 @@ def run(ctx: EditContext, p: StyleDiffusionParams) -> MethodOutput:
     learned, trained = learned_values_cached(ctx, p, schedule, traj, tokens, clip_source)
     model = ctx.model
     alignment = align_tokens(model, p.source_prompt, p.prompt)
+    blend = local_blend_for(model, p, alignment, tuple(traj.clean.shape[-2:]), schedule.steps)
     latent = edit_latents(model, schedule, traj, learned, model.encode_text(p.source_prompt),
                           model.encode_text(p.prompt), model.encode_text(""), alignment, p, ctx.reporter,
-                          ctx.latent_mask())
+                          ctx.latent_mask(), blend=blend)
     ctx.reporter.stage("decode", 1)
     with torch.no_grad():
         image = vae_decode(model, latent)
     info = {"alignment": alignment.kind, "clip_tokens": int(tokens.shape[1]), "trained": trained,
             "train_iterations": learned.iterations if trained else 0,
-            "train_loss_first": sum(learned.first_losses), "train_loss_last": sum(learned.last_losses)}
+            "train_loss_first": sum(learned.first_losses), "train_loss_last": sum(learned.last_losses),
+            "local_blend": None if blend is None else blend.report()}
     return MethodOutput(image, info)
 
 

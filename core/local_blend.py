@@ -1,0 +1,166 @@
+"""Prompt-to-Prompt's local blending (Hertz et al. 2022, `LocalBlend`; StyleDiffusion's official
+editing passes it for every word-swap edit): keep everything but the edited words' region.
+
+While the target is generated, the cross-attention maps of the edited words are summed over the
+steps: the source word's in the source branch, the target word's in the target branch. From a
+fifth of the steps on, after every step, the target latent outside their union is reset to the
+source's:
+
+    m = maxpool(Σ maps of the words, mean over layers and heads)   (the official 3×3 at 16×16)
+    mask = (m − min m) / (max m − min m) > 0.3
+    x_target ← x_source + mask · (x_target − x_source)
+
+The official divides by the maximum only. SD's word maps fall to about 0 away from the word, so
+both agree there; a smaller text encoder's maps keep a floor everywhere (the demo's sit at 20-40 %
+of their peak over the whole picture), and the max-only rule then marks the whole latent editable.
+Measured from the floor, the threshold means the same share of the map's range on any model.
+
+The official reads the maps of SD 1.x's 16×16 cross-attention layers (a quarter of the 64² latent
+at 512 px). Here the grid is a quarter of the latent's side too, but never under 8 cells on the
+long side: at 4×4 (a 64 px picture's quarter) one cell is a quarter of the picture and the mask
+cannot tell an object from its surroundings. So SD 1.x at 512 px reads the official layers, and
+smaller latents read the next finer level.
+
+`LocalBlend` is an attention hook (the recording) with a `blend` step (the reset); the method
+tells it, per call, which batch rows are the target and the source conditional branches."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .attention import AttentionHook, AttnCall
+
+THRESHOLD = 0.3        # the official threshold on the max-normalised map
+START = 0.2            # the official start: blending begins after this share of the steps
+OFFICIAL_FACTOR = 4    # SD 1.x at 512 px: 16×16 maps of a 64×64 latent
+MIN_CELLS = 8          # never coarser than this many cells on the latent's long side
+
+
+def blend_factor(latent_hw: tuple[int, int], factors: Sequence[int]) -> Optional[int]:
+    """The downsampling factor of the layers whose maps make the mask: the official quarter of the
+    latent's side where that leaves ≥ MIN_CELLS cells, else the coarsest that does (see the
+    module's note). `factors`: those the UNet's cross-attention layers have. None when none fits."""
+    long = max(latent_hw)
+    fitting = [f for f in sorted(set(factors)) if f <= OFFICIAL_FACTOR and long / f >= MIN_CELLS]
+    return fitting[-1] if fitting else (min(factors) if factors else None)
+
+
+def token_positions(ids: Sequence[int], word_ids: Sequence[int]) -> list[int]:
+    """Positions in a tokenized prompt where the word's tokens occur as a run (every occurrence)."""
+    n = len(word_ids)
+    out: list[int] = []
+    if not n:
+        return out
+    for j in range(len(ids) - n + 1):
+        if list(ids[j: j + n]) == list(word_ids):
+            out.extend(range(j, j + n))
+    return out
+
+
+def swapped_positions(source_ids: Sequence[int], target_ids: Sequence[int]) -> list[int]:
+    """For two prompts of the same token count (a word swap): the positions whose tokens differ."""
+    return [j for j, (a, b) in enumerate(zip(source_ids, target_ids)) if a != b]
+
+
+def cross_attention_factors(unet) -> list[int]:
+    """The latent downsampling factors at which the UNet has cross-attention (1 = full latent size):
+    one per down level with cross-attention (the up levels mirror them)."""
+    return [2 ** i for i, kind in enumerate(unet.config.down_block_types) if "CrossAttn" in kind]
+
+
+class LocalBlend(AttentionHook):
+    """Records the edited words' cross-attention maps and blends the target latent with the source's.
+
+    source_tokens / target_tokens: token positions of the words in each prompt. factor: the
+    downsampling factor of the layers read (`blend_factor`). steps: the sampling steps (blending
+    starts after START of them). The method sets `rows = (target row, source row or None)` of the
+    UNet batch before every call it wants recorded, or None to record nothing (e.g. once the
+    source branch has left the batch, its summed map is kept as it was)."""
+
+    def __init__(self, source_tokens: Sequence[int], target_tokens: Sequence[int], latent_hw: tuple[int, int],
+                 factor: int, steps: int, threshold: float = THRESHOLD, start: float = START):
+        if not source_tokens and not target_tokens:
+            raise ValueError("LocalBlend needs the token positions of at least one word")
+        self.source_tokens = list(source_tokens)
+        self.target_tokens = list(target_tokens)
+        self.latent_hw = (int(latent_hw[0]), int(latent_hw[1]))
+        self.factor = int(factor)
+        h, w = self.latent_hw
+        for _ in range(int(math.log2(self.factor))):  # each level halves the side, rounding up
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        self.grid = (h, w)
+        # The official 3×3 max-pool widens the mask by one cell of 16, a 16th of the picture;
+        # the radius keeps that reach on other grids (none on an 8-cell grid, where one cell is 8th).
+        self.pool_radius = max(h, w) // 16
+        self.threshold = threshold
+        self.start_step = int(start * steps)
+        self.rows: Optional[tuple[int, Optional[int]]] = None
+        self.sums: dict[str, torch.Tensor] = {}    # "source"/"target" -> [h, w] summed map
+        self.last_mask: Optional[torch.Tensor] = None
+
+    @classmethod
+    def for_unet(cls, unet, source_tokens: Sequence[int], target_tokens: Sequence[int],
+                 latent_hw: tuple[int, int], steps: int) -> "LocalBlend":
+        """Reading the maps of the UNet's level that `blend_factor` picks for this latent."""
+        return cls(source_tokens, target_tokens, latent_hw, blend_factor(latent_hw, cross_attention_factors(unet)),
+                   steps)
+
+    def report(self) -> dict:
+        """What the method's info says of it."""
+        return {"factor": self.factor, "grid": list(self.grid), "editable_share": self.coverage()}
+
+    # ---- recording (an attention hook) ---------------------------------------------------------
+    def applies(self, call: AttnCall) -> bool:
+        return (self.rows is not None and call.layer.is_cross and call.layer.place != "mid"
+                and call.tokens == self.grid[0] * self.grid[1])
+
+    def wants_probs(self, call: AttnCall) -> bool:
+        return True
+
+    def probs(self, call: AttnCall, p: torch.Tensor) -> torch.Tensor:
+        target_row, source_row = self.rows
+        for name, row in (("target", target_row), ("source", source_row)):
+            if row is None:
+                continue
+            self.add(name, p[row].mean(0))  # averaged over heads: [N, text tokens]
+        return p
+
+    def add(self, name: str, head_mean: torch.Tensor) -> None:
+        """Adds one layer's head-averaged map [N, text tokens] of branch `name` ("source"/"target"):
+        the words' tokens summed. Maps recorded elsewhere (a reference pass) come in here too."""
+        tokens = self.target_tokens if name == "target" else self.source_tokens
+        if not tokens or head_mean.shape[-2] != self.grid[0] * self.grid[1]:
+            return
+        m = head_mean[..., tokens].sum(-1).float().detach().view(self.grid)
+        self.sums[name] = self.sums[name] + m.to(self.sums[name]) if name in self.sums else m
+
+    # ---- blending --------------------------------------------------------------------------------
+    def mask(self) -> Optional[torch.Tensor]:
+        """[1, 1, H, W] latent-size 0/1 mask: the union of the words' thresholded maps (None before
+        anything was recorded)."""
+        union = None
+        for m in self.sums.values():
+            k = self.pool_radius
+            m = F.max_pool2d(m[None, None], 2 * k + 1, stride=1, padding=k) if k else m[None, None]
+            m = F.interpolate(m, size=self.latent_hw, mode="nearest")
+            m = (m - m.amin()) / (m.amax() - m.amin()).clamp_min(1e-12)
+            m = (m > self.threshold).float()
+            union = m if union is None else torch.maximum(union, m)
+        return union
+
+    def blend(self, x_target: torch.Tensor, x_source: torch.Tensor, step: int) -> torch.Tensor:
+        """The target latent after step `step`, reset to `x_source` outside the words' region."""
+        if step < self.start_step:
+            return x_target
+        m = self.mask()
+        if m is None:
+            return x_target
+        self.last_mask = m
+        return torch.where(m.to(x_target.device) > 0, x_target, x_source.to(x_target))  # exact on both sides
+
+    def coverage(self) -> Optional[float]:
+        """The share of the latent the last blend kept editable (reported in the method's info)."""
+        return None if self.last_mask is None else float(self.last_mask.mean())

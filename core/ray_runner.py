@@ -67,6 +67,7 @@ class EditActor:
         self.worker = worker_name()
         self.spec = BatchSpec.from_dict(spec) if spec else None
         self.load_error: Optional[tuple[str, str]] = None
+        self.jobs: dict = {}  # RemoteEngine's token -> the running job, for cancel_request
         if self.spec is not None:
             try:
                 load_model(self.runner, self.spec.model)
@@ -94,9 +95,10 @@ class EditActor:
     def load(self, spec: dict) -> str:
         return load_model(self.runner, ModelSpec(**spec))
 
-    def run_request(self, data: dict) -> Iterator[dict]:
-        """A streaming generator: {"progress": ...} per step, then one terminal message. A
-        `ray.cancel` of this task cancels the job at the engine's next step."""
+    def run_request(self, data: dict, token: str = "") -> Iterator[dict]:
+        """A streaming generator: {"progress": ...} per step, then one terminal message.
+        `cancel_request(token)` (or a `ray.cancel` of this task) cancels the job at the engine's next
+        step; the generator then ends with {"cancelled": ...}."""
         import ray
 
         request = EditRequest.from_dict(data)
@@ -104,6 +106,7 @@ class EditActor:
         unsubscribe = self.runner.subscribe(lambda ev: inbox.put(ev) if ev.job.request is request else None)
         try:
             job = self.runner.submit(request, supersede=Supersede.NONE)
+            self.jobs[token] = job
             context = ray.get_runtime_context()
             while True:
                 if context.is_canceled() and not job.cancelled:
@@ -128,7 +131,19 @@ class EditActor:
                 elif isinstance(ev, TERMINAL):
                     return
         finally:
+            self.jobs.pop(token, None)
             unsubscribe()
+
+    def cancel_request(self, token: str) -> bool:
+        """Cancels the request `run_request` runs under `token`. It arrives on the actor's second
+        thread (the actor runs with max_concurrency=2) while run_request works: a `ray.cancel` of a
+        streaming actor task does not reach a running generator (measured: a cancelled 1000-step
+        job went on for a minute and held the actor)."""
+        job = self.jobs.get(token)
+        if job is None:
+            return False
+        self.runner.cancel(job)
+        return True
 
 
 class RemoteEngine:
@@ -142,8 +157,9 @@ class RemoteEngine:
     def _get_actor(self):
         if self._actor is None:
             ray, gpus = self.owner.connect()
+            # two threads: cancel_request must run while run_request works
             self._actor = ray.remote(EditActor).options(num_cpus=self.owner.cpus_per_worker,
-                                                        num_gpus=1 if gpus else 0).remote()
+                                                        num_gpus=1 if gpus else 0, max_concurrency=2).remote()
         return self._actor
 
     def load_model(self, spec: ModelSpec, progress=None):
@@ -156,13 +172,18 @@ class RemoteEngine:
             raise _remote_error(e) from None
 
     def run(self, request: EditRequest, events=None, cancel: Optional[CancelToken] = None) -> EditResult:
+        import uuid
+
         ray, _ = self.owner.connect()
-        stream = self._get_actor().run_request.options(num_returns="streaming").remote(request.to_dict())
+        actor = self._get_actor()
+        token = uuid.uuid4().hex
+        stream = actor.run_request.options(num_returns="streaming").remote(request.to_dict(), token)
         cancelled = False
         try:
             while True:
                 if cancel is not None and cancel.cancelled and not cancelled:
-                    ray.cancel(stream)
+                    # the actor stops at its engine's next step and ends the stream with "cancelled"
+                    actor.cancel_request.remote(token)
                     cancelled = True
                 ready, _ = ray.wait([stream], timeout=0.1)
                 if not ready:

@@ -39,9 +39,11 @@ def errors(monkeypatch):
     return shown
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster for the whole session, shut down at its end. num_cpus=4 on 2 cores:
+    """One local Ray cluster for the Ray tests' module, shut down after it (a session-wide one kept
+    its actors, each holding the demo model and polling, alive through every later test file, and
+    slowed them). num_cpus=4 on 2 cores:
     the actors take one logical CPU each and Ray Data's own tasks need some left, else they starve
     and the job hangs (seen with num_cpus=2)."""
     ray = pytest.importorskip("ray")

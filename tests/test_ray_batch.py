@@ -71,7 +71,9 @@ def test_ray_runner_speaks_the_runner_protocol(ray_cluster, tmp_path):
         runner.subscribe(lambda ev: ends.append(ev) if isinstance(ev, (Finished, JobCancelled)) else None)
         job = runner.submit(EditRequest("reconstruct", image, {"steps": 1000}, model=model))
         assert started.wait(60)
-        runner.cancel(job)  # stops the actor's engine at its next step
+        # stops the actor's engine at its next step: the job ends with the actor's own "cancelled"
+        # message (a ray.cancel of the stream left the actor running all 2000 passes, a minute here)
+        runner.cancel(job)
         assert runner.wait_idle(60)
         assert [type(e) for e in ends if e.job is job] == [JobCancelled]
         later = runner.run(EditRequest("reconstruct", image, {"steps": 2}, model=model))

@@ -26,7 +26,7 @@ tells it, per call, which batch rows are the target and the source conditional b
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +40,10 @@ MIN_CELLS = 8          # never coarser than this many cells on the latent's long
 
 
 def blend_factor(latent_hw: tuple[int, int], factors: Sequence[int]) -> Optional[int]:
-    """The downsampling factor of the layers whose maps make the mask: the official quarter of the
-    latent's side where that leaves ≥ MIN_CELLS cells, else the coarsest that does (see the
-    module's note). `factors`: those the UNet's cross-attention layers have. None when none fits."""
+    """The downsampling factor of the layers whose maps make the mask: the coarsest of `factors`
+    (those the UNet's cross-attention layers have) up to the official quarter of the latent's side
+    that leaves ≥ MIN_CELLS cells (see the module's note); the finest when none does; None
+    without cross-attention."""
     long = max(latent_hw)
     fitting = [f for f in sorted(set(factors)) if f <= OFFICIAL_FACTOR and long / f >= MIN_CELLS]
     return fitting[-1] if fitting else (min(factors) if factors else None)
@@ -160,6 +161,15 @@ class LocalBlend(AttentionHook):
             return x_target
         self.last_mask = m
         return torch.where(m.to(x_target.device) > 0, x_target, x_source.to(x_target))  # exact on both sides
+
+    def after_step(self, traj, then: Optional[Callable] = None, rows: Optional[int] = None) -> Callable:
+        """A `denoise` after_step: the first `rows` batch items (all when None) blended against the
+        trajectory at the next step, then `then` (e.g. the user's mask, keep_outside_trajectory)."""
+        def after(x_prev: torch.Tensor, i: int) -> torch.Tensor:
+            n = x_prev.shape[0] if rows is None else rows
+            x_prev = torch.cat([self.blend(x_prev[:n], traj.at(i + 1).to(x_prev), i), x_prev[n:]])
+            return then(x_prev, i) if then is not None else x_prev
+        return after
 
     def coverage(self) -> Optional[float]:
         """The share of the latent the last blend kept editable (reported in the method's info)."""

@@ -95,7 +95,7 @@ class EditActor:
     def load(self, spec: dict) -> str:
         return load_model(self.runner, ModelSpec(**spec))
 
-    def run_request(self, data: dict, token: str = "") -> Iterator[dict]:
+    def run_request(self, data: dict, token: str) -> Iterator[dict]:
         """A streaming generator: {"progress": ...} per step, then one terminal message.
         `cancel_request(token)` (or a `ray.cancel` of this task) cancels the job at the engine's next
         step; the generator then ends with {"cancelled": ...}."""

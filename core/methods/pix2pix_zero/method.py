@@ -167,8 +167,7 @@ def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, 
     from the reference maps (the trajectory's), its target map from the edit branch; outside them
     the latent is reset to the trajectory after every step."""
     result = EditPass(x_T)
-    blend_hooks = (blend,) if blend is not None else ()
-    cfg_rows = 2 if guidance != 1.0 else 1
+    cfg_rows = 2 if guidance != 1.0 else 1  # predict_cfg's batch: [negative, edit] or [edit]
     scaler = LossScaler.for_dtype(model.dtype)
 
     def guide(x, i, t):
@@ -195,14 +194,10 @@ def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, 
             if "mid_block" not in name:
                 blend.add("source", m[0])
         blend.rows = (cfg_rows - 1, None)  # the conditional (edited) row
-        with attention_hooks(model.unet, *blend_hooks):
+        with attention_hooks(model.unet, blend):
             return predict_cfg(model, x, t, cond_edit, negative, guidance)
 
-    def after(x_prev, i):
-        if blend is not None:
-            x_prev = blend.blend(x_prev, traj.at(i + 1).to(x_prev), i)
-        return after_step(x_prev, i) if after_step is not None else x_prev
-
+    after = blend.after_step(traj, then=after_step) if blend is not None else after_step
     result.latent = denoise(model, schedule, x_T, predict, reporter, stage=stage, guide=guide,
                             after_step=after)
     return result

@@ -590,12 +590,9 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
         u, c = out.chunk(2)
         return u + p.guidance * (c - u)
 
-    keep = keep_outside_trajectory(latent_mask, traj, rows=1)  # row 0 is the target
-
-    def after(x_prev, i):
-        if blend is not None:
-            x_prev = torch.cat([blend.blend(x_prev[:1], traj.at(i + 1).to(x_prev), i), x_prev[1:]])
-        return keep(x_prev, i) if keep is not None else x_prev
+    after = keep_outside_trajectory(latent_mask, traj, rows=1)  # row 0 is the target
+    if blend is not None:
+        after = blend.after_step(traj, then=after, rows=1)
 
     x = torch.cat([traj.noisiest, traj.noisiest])  # [target, source]: previews show the target
     out = denoise(model, schedule, x, predict, reporter, stage="edit", after_step=after)

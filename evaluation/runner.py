@@ -185,7 +185,7 @@ class Evaluator:
                "ssim_outside_mask": ssim(s.image, result, outside) if outside is not None else None}
         truth = drag_truth(result, s.truth) if s.truth is not None else {}
         return {**row, **{k: truth.get(k) for k in ("mean_distance_truth", "object_found", "silhouette_iou",
-                                                     "psnr_truth")}}
+                                                     "psnr_truth", "prompt_style")}}
 
     def measure_text(self, s: TextSample, result: np.ndarray) -> dict:
         from .metrics.pixels import mse, psnr, ssim
@@ -203,7 +203,7 @@ class Evaluator:
                "clip_score_edited": clip(result, s.target_prompt, s.mask) if clip and s.mask is not None else None}
         truth = text_truth(result, s.truth) if s.truth is not None else {}
         keys = ("centroid_shift", "object_found", "silhouette_iou", "attribute_success", "others_kept", "read",
-                "psnr_truth")
+                "psnr_truth", "prompt_style")
         return {**row, **{k: truth.get(k) for k in keys}}
 
     def evaluate(self, ref: SampleRef, image_dir: Optional[Path]) -> dict:

@@ -22,6 +22,7 @@ from .report import fmt, write_report
 from .results import read_results, summarise
 from .runner import IDENTITY, TRUTH, RunConfig, finished_rows, list_samples, run
 from .shapesbench import MANIFEST, make_shapesbench
+from .targets import targets_section
 
 SUITE_METHODS = {
     "drag": (IDENTITY, "drag", "quick-drag", TRUTH),
@@ -194,6 +195,7 @@ def suite_table(out: Path, before: Optional[Path] = None, methods: Optional[dict
                              if before_docs is not None else cell)
             lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
         parts += lines
+    parts += targets_section(now, methods)
     return "\n".join(parts) + "\n"
 
 

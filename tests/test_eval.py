@@ -125,6 +125,9 @@ def test_the_ground_truth_as_the_result_scores_perfectly(bench, tmp_path, engine
     assert identity["summary"]["attribute_success"] == 0.0 and identity["summary"]["structure_distance"] == 0.0
     assert validate(strict_json(out)) == []
     assert set(TEXT_MEASURES) <= set(identity["summary"]) and set(DRAG_MEASURES) <= set(drag["summary"])
+    # every row says its prompt style, from the sample's truth (the targets are read per style)
+    for r in drag["samples"] + text["samples"]:
+        assert r["prompt_style"] in ("full", "short", "generic"), r
 
 
 def test_each_method_runs_on_a_sample_with_its_inputs(bench, tmp_path, engine):

@@ -74,6 +74,7 @@ def drag_truth(result: np.ndarray, truth: Truth) -> dict:
         "object_found": found,
         "silhouette_iou": iou(sil, rle_decode(d["mask_after"], h, w)),
         "psnr_truth": psnr(result, truth.target),
+        "prompt_style": d.get("prompt_style"),
     }
 
 
@@ -107,7 +108,8 @@ def text_truth(result: np.ndarray, truth: Truth) -> dict:
     """Whether the edit changed the asked attribute of the object and kept it where it was.
     attribute_success: the target colour/shape/fill reads back; others_kept: the two attributes the
     edit did not ask about read as they were; centroid_shift: px between the object's silhouette
-    centroid and the target's; silhouette_iou: against the target's silhouette."""
+    centroid and the target's; silhouette_iou: against the target's silhouette; prompt_style: the
+    sample's prompts are full captions, short or generic (the targets are read per style)."""
     d = truth.data
     h, w = result.shape[:2]
     target = spec_from_json(d["target_shape"])
@@ -126,5 +128,6 @@ def text_truth(result: np.ndarray, truth: Truth) -> dict:
         "others_kept": all(attribute_matches(read, a, getattr(target, a)) for a in others),
         "read": {k: read[k] for k in ("colour", "shape", "fill")},
         "psnr_truth": psnr(result, truth.target),
+        "prompt_style": d.get("prompt_style"),
     }
 

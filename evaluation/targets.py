@@ -1,0 +1,142 @@
+"""The method-quality targets (issue 24), read off a suite's results: each method at its defaults on
+ShapesBench, against the number it must reach, marked ✓ or ✗.
+
+Drag and quick-drag: the median reach (1 − MD truth ÷ the drag's length, the handle–target distance
+before the edit) at least 0.8, over drags of up to 35 % of the long side (all of ShapesBench's), and
+PSNR outside the mask at least 30 dB (the mean; the worst sample and how many fall short are shown
+beside it). The identity (the input unchanged) is marked too, over all samples: the control that
+keeps everything and does nothing, so a method's ✓ on keeping means more than doing nothing only
+beside its ✓ on the edit. PnP, pix2pix-zero and StyleDiffusion: the object's centroid within 3 px, its silhouette
+IoU with the truth at least 0.8 where the edit keeps the shape (colour and fill edits), the asked
+attribute done in at least 0.8 of the samples and the background at least 30 dB — over all samples
+and per prompt style (full captions, short, generic), because a method that only holds on full
+captions holds only where the model could redraw the picture from the caption. DiffuseIT: the
+object IoU, shape kept, at least 0.8.
+
+A target is a mean over the samples that have the measure (the table's convention): a background
+identical to the input has an infinite PSNR, left out of the mean, so the mean errs low."""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .report import fmt
+
+SHAPE_EDIT = "1"             # ShapesBench's editing type that changes the shape (PIE-Bench's "change object")
+PROMPT_STYLES = ("full", "short", "generic")
+TEXT_TARGET_METHODS = ("pnp", "pix2pix-zero", "style-diffusion")
+IDENTITY = "identity"        # the control: doing nothing keeps the layout and fails the edit (one row)
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str                                    # the row's measure
+    title: str
+    at_least: bool                              # ≥ threshold (else ≤)
+    threshold: float
+    digits: int = 2
+    rows: Callable[[dict], bool] = lambda row: True   # which rows the target is read over
+
+    def value(self, rows: list[dict]) -> Optional[float]:
+        """The mean over the rows that have the measure; inf when every one of them was infinite."""
+        rows = [r for r in rows if self.rows(r)]
+        vals = [float(r[self.key]) for r in rows if r.get(self.key) is not None]
+        if not vals and any((r.get("flags") or {}).get(self.key) == "inf" for r in rows):
+            return math.inf
+        return statistics.fmean(vals) if vals else None
+
+    def met(self, v: float) -> bool:
+        return v >= self.threshold if self.at_least else v <= self.threshold
+
+    def header(self) -> str:
+        return f"{self.title} ({'≥' if self.at_least else '≤'} {self.threshold:g})"
+
+
+TEXT_TARGETS = (
+    Target("centroid_shift", "shift px", False, 3.0),
+    Target("silhouette_iou", "IoU, shape kept", True, 0.8, rows=lambda r: r.get("group") != SHAPE_EDIT),
+    Target("attribute_success", "attribute done", True, 0.8),
+    Target("background_psnr", "bg PSNR dB", True, 30.0, digits=3),
+)
+# The targets each text method is held to (the rest of the row is shown, unmarked).
+TEXT_HELD = {**{m: {t.key for t in TEXT_TARGETS} for m in (IDENTITY,) + TEXT_TARGET_METHODS},
+             "diffuseit": {"silhouette_iou"}}
+
+
+def _ok_rows(doc: dict) -> list[dict]:
+    return [r for r in doc["samples"] if r.get("status") == "ok"]
+
+
+def _mark(target: Target, v: Optional[float], held: bool) -> str:
+    if v is None:
+        return "–"
+    return ("∞" if math.isinf(v) else fmt(v, target.digits)) + ((" ✓" if target.met(v) else " ✗") if held else "")
+
+
+def reach(row: dict) -> Optional[float]:
+    """1 − the true distance left ÷ the drag's length; 0 when the object was lost."""
+    d0, d = row.get("initial_distance"), row.get("mean_distance_truth")
+    if not d0:
+        return None
+    return 0.0 if d is None else 1.0 - d / d0
+
+
+def drag_targets(docs: dict, methods) -> list[str]:
+    lines = ["| method | samples | median reach (≥ 0.8) | PSNR outside mask dB (≥ 30) | worst sample dB | "
+             "samples below 30 dB | median UNet passes |", "|---|---|---|---|---|---|---|"]
+    for m in methods:
+        doc = docs.get(m)
+        if doc is None:
+            continue
+        rows = _ok_rows(doc)
+        reaches = [x for x in map(reach, rows) if x is not None]
+        psnrs = [r["psnr_outside_mask"] for r in rows if r.get("psnr_outside_mask") is not None]
+        # an infinite PSNR (every outside pixel kept) is a pass, not a missing value
+        infinite = sum(1 for r in rows if (r.get("flags") or {}).get("psnr_outside_mask") == "inf")
+        passes = [r["passes"]["unet"] for r in rows if (r.get("passes") or {}).get("unet") is not None]
+        med = statistics.median(reaches) if reaches else None
+        mean_psnr = statistics.fmean(psnrs) if psnrs else None
+        cells = [str(len(rows)),
+                 "–" if med is None else f"{fmt(med, 2)} {'✓' if med >= 0.8 else '✗'}",
+                 "∞ ✓" if mean_psnr is None and infinite else
+                 ("–" if mean_psnr is None else f"{fmt(mean_psnr, 3)} {'✓' if mean_psnr >= 30 else '✗'}"),
+                 "∞" if not psnrs and infinite else ("–" if not psnrs else fmt(min(psnrs), 3)),
+                 str(sum(1 for p in psnrs if p < 30)),
+                 "–" if not passes else f"{statistics.median(passes):g}"]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def text_targets(docs: dict, methods) -> list[str]:
+    lines = ["| method | prompts | samples | " + " | ".join(t.header() for t in TEXT_TARGETS) + " |",
+             "|---|---|---|" + "---|" * len(TEXT_TARGETS)]
+    for m in methods:
+        doc = docs.get(m)
+        if doc is None or m not in TEXT_HELD:
+            continue
+        rows = _ok_rows(doc)
+        styles = [] if m == IDENTITY else [s for s in PROMPT_STYLES if any(r.get("prompt_style") == s for r in rows)]
+        for style in ["all"] + styles:
+            subset = rows if style == "all" else [r for r in rows if r.get("prompt_style") == style]
+            cells = [_mark(t, t.value(subset), t.key in TEXT_HELD[m]) for t in TEXT_TARGETS]
+            lines.append(f"| {m} | {style} | {len(subset)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+DRAG_HELD = (IDENTITY, "drag", "quick-drag")
+
+
+def targets_section(now: dict, methods: dict) -> list[str]:
+    """The targets' Markdown tables for the methods held to targets that have results in `now`
+    ({kind: {method: results or None}}); nothing for a kind without any."""
+    parts: list[str] = []
+    drag = [m for m in methods.get("drag", ()) if m in DRAG_HELD and now.get("drag", {}).get(m)]
+    text = [m for m in methods.get("text", ()) if m in TEXT_HELD and now.get("text", {}).get(m)]
+    if drag:
+        parts += ["", "Targets, drag (✓ met, ✗ not):", ""] + drag_targets(now["drag"], drag)
+    if text:
+        parts += ["", "Targets, text-guided edits, by prompt style (✓ met, ✗ not; DiffuseIT is held to the IoU "
+                      "only):", ""] + text_targets(now["text"], text)
+    return parts

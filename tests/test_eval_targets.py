@@ -1,0 +1,58 @@
+"""The targets table (evaluation/targets.py) marks what each method meets, over all samples and per
+prompt style, on rows written by hand: a method short on one style fails that style's row."""
+from evaluation.targets import reach, targets_section
+
+
+def text_row(style, group="6", shift=1.0, iou=0.9, done=True, bg=35.0):
+    return {"id": f"{style}-{group}-{shift}", "group": group, "status": "ok", "prompt_style": style,
+            "centroid_shift": shift, "silhouette_iou": iou, "attribute_success": done, "background_psnr": bg,
+            "flags": {}}
+
+
+def doc(rows):
+    return {"samples": rows}
+
+
+def table(text=None, drag=None):
+    now = {"text": text or {}, "drag": drag or {}}
+    return "\n".join(targets_section(now, {"text": tuple(now["text"]), "drag": tuple(now["drag"])}))
+
+
+def line(text: str, start: str) -> str:
+    return next(ln for ln in text.splitlines() if ln.startswith(start))
+
+
+def test_a_method_that_holds_on_full_captions_only_fails_the_short_rows():
+    rows = [text_row("full"), text_row("full", group="7"),
+            text_row("short", shift=9.0, iou=0.2, done=False, bg=12.0)]
+    out = table(text={"pnp": doc(rows)})
+    assert line(out, "| pnp | full | 2 |") == "| pnp | full | 2 | 1.00 ✓ | 0.90 ✓ | 1.00 ✓ | 35.0 ✓ |"
+    assert line(out, "| pnp | short | 1 |") == "| pnp | short | 1 | 9.00 ✗ | 0.20 ✗ | 0.00 ✗ | 12.0 ✗ |"
+    assert line(out, "| pnp | all | 3 |").count("✗") == 4       # the means: 3.67 px, IoU 0.67, 0.67 done, 27.3 dB
+    assert "generic" not in out                                     # no generic samples: no row
+
+
+def test_the_identity_control_keeps_everything_and_fails_the_edit():
+    rows = [{**text_row("full", shift=0.0, iou=1.0, done=False, bg=None), "flags": {"background_psnr": "inf"}},
+            {**text_row("short", shift=0.0, iou=1.0, done=False, bg=None), "flags": {"background_psnr": "inf"}}]
+    out = table(text={"identity": doc(rows)})
+    assert line(out, "| identity |") == "| identity | all | 2 | 0.00 ✓ | 1.00 ✓ | 0.00 ✗ | ∞ ✓ |"
+    assert "| identity | full" not in out                           # the control gets one row
+
+
+def test_iou_is_read_only_where_the_edit_keeps_the_shape_and_diffuseit_is_held_to_it_alone():
+    rows = [text_row("full", group="1", iou=0.1, done=False, bg=20.0), text_row("full", group="6", iou=0.85)]
+    out = table(text={"diffuseit": doc(rows)})
+    # the shape edit's IoU (0.1, against a new silhouette) is left out; only the IoU is marked
+    assert line(out, "| diffuseit | all | 2 |") == "| diffuseit | all | 2 | 1.00 | 0.85 ✓ | 0.50 | 27.5 |"
+
+
+def test_drag_targets_read_the_median_reach_and_the_worst_outside_psnr():
+    rows = [{"status": "ok", "initial_distance": 10.0, "mean_distance_truth": d, "psnr_outside_mask": p,
+             "passes": {"unet": u}, "flags": {}} for d, p, u in ((1.0, 40.0, 100), (2.0, 28.0, 120), (9.0, 45.0, 90))]
+    rows.append({"status": "ok", "initial_distance": 10.0, "mean_distance_truth": None, "psnr_outside_mask": None,
+                 "passes": {"unet": 80}, "flags": {"psnr_outside_mask": "inf"}})
+    assert reach(rows[0]) == 0.9 and reach(rows[3]) == 0.0               # a lost object reached nothing
+    out = table(drag={"drag": doc(rows)})
+    # reaches 0.9, 0.8, 0.1, 0 → median 0.45; PSNR mean of the finite ones 37.7, worst 28, one below 30
+    assert line(out, "| drag |") == "| drag | 4 | 0.45 ✗ | 37.7 ✓ | 28.0 | 1 | 95 |"

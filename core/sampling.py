@@ -159,3 +159,21 @@ def invert_cached(ctx, schedule: DDIMSchedule, prompt: str, stop_index: int = 0,
     traj = ddim_invert(ctx.model, schedule, latent0, cond, ctx.reporter, stop_index, eps_refiner, stage)
     cache.put(key, traj)
     return traj
+
+
+@torch.no_grad()
+def draw_from_text(model: DiffusionModel, prompt: str, width: int, height: int, seed: int = 0,
+                   guidance: float = 7.5, steps: int = 50) -> torch.Tensor:
+    """The clean latent of the model drawing `prompt` from seeded noise (DDIM, classifier-free
+    guidance) on a width × height canvas (multiples of model.grid). The control an edit must beat:
+    an edit that only redraws its prompt looks like this, whatever the picture was."""
+    s = model.vae_scale
+    x = torch.randn(1, model.latent_channels, height // s, width // s,
+                    generator=torch.Generator().manual_seed(seed)).to(model.device)
+    both = model.encode_text(["", prompt])
+
+    def predict(x_: torch.Tensor, i: int, t: int) -> torch.Tensor:
+        uncond, cond = unet_forward(model, torch.cat([x_, x_]), t, both).chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    return denoise(model, DDIMSchedule(model.scheduler_config, steps), x, predict)

@@ -8,7 +8,8 @@
     malleable-eval suite OUT [--count N] [--size PX] [--seed S] [--before OLD_OUT]
     malleable-eval table OUT [--before OLD_OUT] [--readme README.md]
 
-`--method identity` returns the input unchanged (the baseline); `--method truth` returns
+`--method identity` returns the input unchanged (the baseline); `--method text-to-image` the model
+drawing the sample's (target) prompt from noise (the control); `--method truth` returns
 ShapesBench's ground truth (the best a method could do). A run with --out resumes: run the same
 command again and finished samples are skipped. Method options are the method's parameters
 (`malleable-edit methods` lists them) and apply to every sample.
@@ -75,7 +76,8 @@ def run_parser(kind: str, method_params=None) -> argparse.ArgumentParser:
                 f"{'DragBench' if kind == 'drag' else 'PIE-Bench'}-layout folder.")
     p.add_argument("dir", help="The benchmark folder" + (" (categories of sample folders)." if kind == "drag" else
                                                          " (mapping_file.json and annotation_images/)."))
-    p.add_argument("--method", required=True, help="The method to evaluate, identity (the baseline) or truth.")
+    p.add_argument("--method", required=True, help="The method to evaluate, identity (the baseline), text-to-image (the control: "
+                   "the model drawing the prompt from noise) or truth.")
     p.add_argument("--out", help="Results JSON; an existing one of the same run is resumed.")
     p.add_argument("--images", help="Folder for the result images (default: beside --out, RESULTS_images/).")
     p.add_argument("--limit", type=int, help="Only the first N samples.")
@@ -205,7 +207,7 @@ def suite_cmd(argv: list[str]) -> int:
     from .suite import SUITE_METHODS, run_suite
 
     p = _Parser(prog="malleable-eval suite", description="Make a ShapesBench, run every method at its defaults "
-                "beside identity and the ground truth, print the table.")
+                "beside identity, the text-to-image control and the ground truth, print the table.")
     p.add_argument("out", help="The suite folder (made if absent; an unfinished suite resumes).")
     p.add_argument("--count", type=int, default=24)
     p.add_argument("--size", type=int, default=64)

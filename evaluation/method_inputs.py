@@ -13,6 +13,7 @@ from core.errors import InvalidInput
 from .formats import DragSample, TextSample
 
 IDENTITY = "identity"
+TEXT_TO_IMAGE = "text-to-image"  # the control: the model drawing the sample's (target) prompt from noise
 
 
 def _drag_inputs(s: DragSample) -> dict:

@@ -4,8 +4,9 @@ Resumable: the results file is rewritten (atomically) after every sample, and a 
 existing results file of the same benchmark, method, model and options skips the samples that
 finished and retries those that failed. A sample that cannot be read or edited becomes a failed row
 with a one-line error naming it; the run goes on. The pseudo-methods `identity` (the input
-unchanged: the baseline) and `truth` (ShapesBench's ground-truth target: the best a method could
-do) run through the same measures."""
+unchanged: the baseline), `text-to-image` (the model drawing the sample's prompt — the target prompt
+of a text edit — from noise: the control an edit that ignored the picture would score) and `truth`
+(ShapesBench's ground-truth target: the best a method could do) run through the same measures."""
 from __future__ import annotations
 
 import os
@@ -23,10 +24,13 @@ from core.models import ModelSpec
 
 from . import method_inputs, results
 from .formats import DragSample, SampleRef, TextSample, list_drag_samples, list_text_samples
-from .method_inputs import IDENTITY
+from .method_inputs import IDENTITY, TEXT_TO_IMAGE
 
 TRUTH = "truth"
-PSEUDO_METHODS = (IDENTITY, TRUTH)
+PSEUDO_METHODS = (IDENTITY, TEXT_TO_IMAGE, TRUTH)
+# The text-to-image control's sampling: SD's usual settings (DDIM, 50 steps, guidance 7.5 — PnP's and
+# StyleDiffusion's defaults), seed 0, so every method is compared with one drawing per prompt.
+CONTROL_STEPS, CONTROL_GUIDANCE, CONTROL_SEED = 50, 7.5, 0
 LAYOUTS = {"drag": "DragBench", "text": "PIE-Bench"}
 
 
@@ -152,6 +156,11 @@ class Evaluator:
             if sample.truth is None:
                 raise InvalidInput(f"sample {sample.id}: no ground truth (--method truth needs ShapesBench).")
             return sample.truth.target, {"seconds": 0.0, "passes": {}}
+        if method == TEXT_TO_IMAGE:
+            t0 = time.perf_counter()
+            image = self.drawn_from_text(sample)
+            return image, {"seconds": time.perf_counter() - t0, "passes": {"unet": CONTROL_STEPS,
+                                                                           "unet_samples": 2 * CONTROL_STEPS}}
         from core.engine import EditRequest
 
         params = method_inputs.params_for(kind, method, sample, self.cfg.overrides)
@@ -167,6 +176,23 @@ class Evaluator:
         if "handles" in res.info:
             fields["method_handles"] = res.info["handles"]  # where the method itself tracked them
         return np.asarray(res.image.convert("RGB")), fields
+
+    def drawn_from_text(self, sample) -> np.ndarray:
+        """The model drawing the sample's prompt from noise at its working size, back at its size."""
+        import torch
+
+        from core.images import from_working_tensor, plan_working_size
+        from core.sampling import draw_from_text
+
+        model = self.model
+        prompt = sample.target_prompt if self.cfg.kind == "text" else sample.prompt
+        h, w = sample.image.shape[:2]
+        place = plan_working_size(w, h, model.native_size, model.grid)
+        latent = draw_from_text(model, prompt, place.work_w, place.work_h, CONTROL_SEED, CONTROL_GUIDANCE,
+                                CONTROL_STEPS)
+        with torch.no_grad():
+            image = model.decode_latents(latent)
+        return from_working_tensor(image.float().cpu(), place)
 
     def measure_drag(self, s: DragSample, result: np.ndarray) -> dict:
         from .metrics.dift import initial_distance, mean_distance

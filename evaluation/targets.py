@@ -4,9 +4,11 @@ ShapesBench, against the number it must reach, marked ✓ or ✗.
 Drag and quick-drag: the median reach (1 − MD truth ÷ the drag's length, the handle–target distance
 before the edit) at least 0.8, over drags of up to 35 % of the long side (all of ShapesBench's), and
 PSNR outside the mask at least 30 dB (the mean; the worst sample and how many fall short are shown
-beside it). The identity (the input unchanged) is marked too, over all samples: the control that
-keeps everything and does nothing, so a method's ✓ on keeping means more than doing nothing only
-beside its ✓ on the edit. PnP, pix2pix-zero and StyleDiffusion: the object's centroid within 3 px, its silhouette
+beside it). The two controls are marked too, over all samples: the identity (the input unchanged)
+keeps everything and does nothing, text-to-image (the model drawing the prompt from noise) does
+what the prompt says and keeps nothing of the picture; a method's ✓ on keeping means more than
+the first only beside its ✓ on the edit, and its ✓ on the edit more than the second only beside
+its ✓ on keeping. PnP, pix2pix-zero and StyleDiffusion: the object's centroid within 3 px, its silhouette
 IoU with the truth at least 0.8 where the edit keeps the shape (colour and fill edits), the asked
 attribute done in at least 0.8 of the samples and the background at least 30 dB — over all samples
 and per prompt style (full captions, short, generic), because a method that only holds on full
@@ -22,12 +24,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .method_inputs import IDENTITY, TEXT_TO_IMAGE
 from .report import fmt
 
 SHAPE_EDIT = "1"             # ShapesBench's editing type that changes the shape (PIE-Bench's "change object")
 PROMPT_STYLES = ("full", "short", "generic")
 TEXT_TARGET_METHODS = ("pnp", "pix2pix-zero", "style-diffusion")
-IDENTITY = "identity"        # the control: doing nothing keeps the layout and fails the edit (one row)
+# The controls: doing nothing keeps the layout and fails the edit (one row); drawing the prompt
+# from noise does the edit and loses the picture (by prompt style: what the model can draw of each).
+CONTROLS = (IDENTITY, TEXT_TO_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ TEXT_TARGETS = (
     Target("background_psnr", "bg PSNR dB", True, 30.0, digits=3),
 )
 # The targets each text method is held to (the rest of the row is shown, unmarked).
-TEXT_HELD = {**{m: {t.key for t in TEXT_TARGETS} for m in (IDENTITY,) + TEXT_TARGET_METHODS},
+TEXT_HELD = {**{m: {t.key for t in TEXT_TARGETS} for m in CONTROLS + TEXT_TARGET_METHODS},
              "diffuseit": {"silhouette_iou"}}
 
 
@@ -125,7 +130,7 @@ def text_targets(docs: dict, methods) -> list[str]:
     return lines
 
 
-DRAG_HELD = (IDENTITY, "drag", "quick-drag")
+DRAG_HELD = CONTROLS + ("drag", "quick-drag")
 
 
 def targets_section(now: dict, methods: dict) -> list[str]:

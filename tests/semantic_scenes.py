@@ -106,21 +106,8 @@ def layout_kept(rgb_in: np.ndarray, rgb_out: np.ndarray, sc: Scene, silhouette: 
 def drawn_from_text(model, caption: str, size: tuple[int, int], seed: int, guidance: float, steps: int = 20) -> np.ndarray:
     """The control: the model draws `caption` from noise (DDIM, classifier-free guidance) at the
     scene's size with the edit's seed. An edit that only draws the caption would look like this."""
-    from core.conditioning import Conditioning
-    from core.sampling import denoise
-    from core.schedule import DDIMSchedule
-    from core.unet_calls import unet_forward
+    from core.sampling import draw_from_text
 
     w, h = size
-    s = model.vae_scale
-    x = torch.randn(1, model.latent_channels, h // s, w // s, generator=torch.Generator().manual_seed(seed))
-    cond, uncond = model.encode_text(caption), model.encode_text("")
-    both = Conditioning.cat([uncond, cond])
-
-    def predict(x_, i, t):
-        u, c = unet_forward(model, torch.cat([x_, x_]), t, both).chunk(2)
-        return u + guidance * (c - u)
-
-    latent = denoise(model, DDIMSchedule(model.scheduler_config, steps), x.to(model.device), predict)
-    img = model.decode_latents(latent)
+    img = model.decode_latents(draw_from_text(model, caption, w, h, seed, guidance, steps))
     return ((img[0] + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

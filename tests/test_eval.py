@@ -130,6 +130,17 @@ def test_the_ground_truth_as_the_result_scores_perfectly(bench, tmp_path, engine
         assert r["prompt_style"] in ("full", "short", "generic"), r
 
 
+def test_the_text_to_image_control_draws_the_prompt_and_keeps_nothing_of_the_picture(bench, tmp_path, engine):
+    doc, out = evaluate("text", bench / "text", "text-to-image", tmp_path, engine)
+    assert validate(strict_json(out)) == [] and doc["summary"]["ok"] == 3
+    # a new picture at each sample's size (non-square ones too); a plain white scene the model can
+    # redraw from its caption keeps its background, a textured one cannot
+    assert all(r["structure_distance"] > 0 and r["passes"]["unet"] == 50 for r in doc["samples"])
+    assert min(r["background_psnr"] for r in doc["samples"] if r["background_psnr"] is not None) < 30
+    drag, _ = evaluate("drag", bench / "drag", "text-to-image", tmp_path, engine, limit=1)
+    assert drag["samples"][0]["status"] == "ok" and drag["samples"][0]["psnr_outside_mask"] < 30
+
+
 def test_each_method_runs_on_a_sample_with_its_inputs(bench, tmp_path, engine):
     """The per-method mapping from a sample to parameters (points and mask, prompts, words) is
     accepted by every method; tiny step counts keep it quick."""

@@ -32,12 +32,16 @@ def test_a_method_that_holds_on_full_captions_only_fails_the_short_rows():
     assert "generic" not in out                                     # no generic samples: no row
 
 
-def test_the_identity_control_keeps_everything_and_fails_the_edit():
+def test_the_controls_identity_keeps_everything_and_text_to_image_does_only_the_edit():
     rows = [{**text_row("full", shift=0.0, iou=1.0, done=False, bg=None), "flags": {"background_psnr": "inf"}},
             {**text_row("short", shift=0.0, iou=1.0, done=False, bg=None), "flags": {"background_psnr": "inf"}}]
     out = table(text={"identity": doc(rows)})
     assert line(out, "| identity |") == "| identity | all | 2 | 0.00 ✓ | 1.00 ✓ | 0.00 ✗ | ∞ ✓ |"
     assert "| identity | full" not in out                           # the control gets one row
+    drawn = [text_row("full", shift=5.0, iou=0.5, bg=27.0), text_row("short", shift=16.0, iou=0.1, done=False, bg=8.0)]
+    out = table(text={"text-to-image": doc(drawn)})                 # by style: what the model draws of each
+    assert line(out, "| text-to-image | full |") == "| text-to-image | full | 1 | 5.00 ✗ | 0.50 ✗ | 1.00 ✓ | 27.0 ✗ |"
+    assert "| text-to-image | short | 1 |" in out
 
 
 def test_iou_is_read_only_where_the_edit_keeps_the_shape_and_diffuseit_is_held_to_it_alone():

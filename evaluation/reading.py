@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .shapesworld import FILLS, POSITIONS, SHAPES, ShapeSpec, dominant_colour, draw_shape, two_tone_backdrop
+from .shapesworld import (FILLS, POSITIONS, SHAPES, ShapeSpec, dominant_colour, draw_shape, stripe_band,
+                          two_tone_backdrop)
 
 FG_DISTANCE = 40.0
 
@@ -33,12 +34,12 @@ def foreground(rgb: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return np.sqrt(((rgb.astype(np.float32) - bg) ** 2).sum(-1)) > FG_DISTANCE
 
 
-def ink_mask(spec: ShapeSpec, centre, px: Optional[int], bg: np.ndarray) -> np.ndarray:
+def ink_mask(spec: ShapeSpec, centre, px: Optional[int], bg: np.ndarray, stripe_offset: int = 0) -> np.ndarray:
     """Where a shape like `spec` (its fill, size and colour) drawn at `centre` puts ink, on a picture
     the size of `bg` (`px` is unused, kept for callers)."""
     img = Image.fromarray(bg.astype(np.uint8))
     s = ShapeSpec(spec.shape, spec.colour, spec.fill, spec.size, spec.position, centre, spec.radius)
-    draw_shape(img, s, bg)
+    draw_shape(img, s, bg, stripe_offset)
     return np.abs(np.asarray(img, np.float32) - bg).sum(-1) > 0
 
 
@@ -77,12 +78,19 @@ def classify_fill(fg: np.ndarray, spec: ShapeSpec, bg: np.ndarray) -> tuple[str,
 
 def classify_shape_and_fill(fg: np.ndarray, spec: ShapeSpec, bg: np.ndarray) -> dict:
     """IoU of the foreground with the ink of every (shape, fill) drawn at its centroid with spec's size:
-    {(shape, fill): IoU}. Read jointly, an outlined square is not mistaken for a filled ring."""
+    {(shape, fill): IoU}. Read jointly, an outlined square is not mistaken for a filled ring. A striped
+    fill is tried at every phase of its stripes (the best counts): stripes are a texture, and a model
+    that draws them half a period on has drawn stripes (read at the renderer's one phase, such a
+    square read as filled: IoU 0.61 filled against 0.25 striped)."""
     ys, xs = np.nonzero(fg)
     centre = (float(xs.mean()), float(ys.mean()))
-    return {(shape, fill): _iou(ink_mask(ShapeSpec(shape, spec.colour, fill, spec.size, spec.position, centre,
-                                                   spec.radius), centre, None, bg), fg)
-            for shape in SHAPES for fill in FILLS}
+
+    def best_iou(shape: str, fill: str) -> float:
+        s = ShapeSpec(shape, spec.colour, fill, spec.size, spec.position, centre, spec.radius)
+        offsets = range(2 * stripe_band(spec.radius)) if fill == "striped" else (0,)
+        return max(_iou(ink_mask(s, centre, None, bg, k), fg) for k in offsets)
+
+    return {(shape, fill): best_iou(shape, fill) for shape in SHAPES for fill in FILLS}
 
 
 def grow(mask: np.ndarray, px: int) -> np.ndarray:

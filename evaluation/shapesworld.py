@@ -89,9 +89,15 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, size: Size, supersamp
     return np.asarray(m.resize((w, h), Image.BOX)) > 127
 
 
-def draw_shape(img: Image.Image, spec: ShapeSpec, background_rgb) -> np.ndarray:
+def stripe_band(radius: float) -> int:
+    """The width in px of one stripe (and of the gap after it) of a striped shape of this radius."""
+    return max(2, int(radius / 3))
+
+
+def draw_shape(img: Image.Image, spec: ShapeSpec, background_rgb, stripe_offset: int = 0) -> np.ndarray:
     """Draws `spec` onto `img` in place; returns its silhouette. `background_rgb` is unused (kept for
-    callers): the ink replaces whatever is under it."""
+    callers): the ink replaces whatever is under it. stripe_offset moves a striped fill's stripes
+    along their normal by that many px (the reader tries every phase)."""
     size = img.size  # (width, height)
     cx, cy = spec.centre
     r = spec.radius
@@ -107,7 +113,7 @@ def draw_shape(img: Image.Image, spec: ShapeSpec, background_rgb) -> np.ndarray:
         ink &= ~inner
     elif spec.fill == "striped":
         yy = np.arange(size[1])[:, None] + np.arange(size[0])[None, :]
-        ink &= (yy // max(2, int(r / 3))) % 2 == 0
+        ink &= ((yy + stripe_offset) // stripe_band(r)) % 2 == 0
         ink |= outer & ~shape_mask(spec.shape if spec.shape != "ring" else "circle", cx, cy, r * 0.85, size)
         if spec.shape == "ring":
             ink &= ~shape_mask("circle", cx, cy, r * 0.55, size)

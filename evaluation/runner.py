@@ -192,7 +192,7 @@ class Evaluator:
                                 CONTROL_STEPS)
         with torch.no_grad():
             image = model.decode_latents(latent)
-        return from_working_tensor(image.float().cpu(), place)
+        return from_working_tensor(image, place)
 
     def measure_drag(self, s: DragSample, result: np.ndarray) -> dict:
         from .metrics.dift import initial_distance, mean_distance

@@ -131,6 +131,34 @@ def caption_of(shapes: list[ShapeSpec], background: str) -> str:
     return " and ".join(parts) + f", on a {background} background"
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def partial_caption(shapes: list[ShapeSpec], background: str, rng: random.Random) -> str:
+    """A caption that names only some of what the picture shows, as people write prompts: "a red
+    circle", "a striped shape", "a small square at the top, on a black background", "a shape".
+    One shape (or, in a two-shape scene, sometimes both), each attribute named or left out at
+    random. Training on these beside the full captions lets the demo model follow short prompts as
+    Stable Diffusion does, instead of reading "a blue square" as "paint everything blue"."""
+    if rng.random() < 0.1:
+        return "a shape" if len(shapes) == 1 or rng.random() < 0.5 else "two shapes"
+    chosen = list(shapes) if len(shapes) > 1 and rng.random() < 0.4 else [rng.choice(shapes)]
+    parts = []
+    for s in chosen:
+        words = [s.size] if rng.random() < 0.3 else []
+        if rng.random() < 0.4:
+            words.append(s.fill)
+        if rng.random() < 0.6:
+            words.append(s.colour)
+        words.append(s.shape if rng.random() < 0.75 else "shape")
+        if rng.random() < 0.3:
+            words.append(s.position)
+        parts.append(f"{_article(words[0])} {' '.join(words)}")
+    text = " and ".join(parts)
+    return text + (f", on a {background} background" if rng.random() < 0.3 else "")
+
+
 def two_tone_backdrop(background: str, w: int, h: int, two_tone: bool) -> np.ndarray:
     """The training world's background: one colour, or its lower half darkened (float32 HxWx3)."""
     bg = np.array(COLOURS[background], np.float32)

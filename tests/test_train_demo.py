@@ -43,3 +43,31 @@ def test_train_resume_finetune_decoder_and_export(tmp_path):
 
     model = load_model(ModelSpec(str(out), device="cpu"))
     assert model.native_size == 64 and model.latent_rgb != [[0.0] * 3] * 4
+
+    # fine-tune the exported model: its VAE, scale and preview map are kept, the steps count on
+    tuned = tmp_path / "tuned"
+    train_demo.main(["--work", str(tmp_path / "work_ft"), "--out", str(tuned), "--pool", "48", "--unet-batch", "4",
+                     "--from-model", str(out), "--unet-steps", "2"])
+    info = json.loads((tuned / "training.json").read_text())
+    assert info["unet"]["steps"] == 7 and len(info["sessions"]) == 5
+    assert info["sessions"][-1]["unet"]["partial_captions"] == 0.5
+    assert all(torch.equal(v, _weights(out, "vae")[k]) for k, v in _weights(tuned, "vae").items())
+    assert (tuned / "latent_rgb.json").read_text() == (out / "latent_rgb.json").read_text()
+    assert "_name_or_path" not in json.loads((tuned / "unet" / "config.json").read_text())
+    assert any(not torch.equal(_weights(out, "unet")[k], v) for k, v in _weights(tuned, "unet").items())
+
+
+def test_partial_captions_name_only_what_the_scene_shows():
+    import random
+
+    from evaluation.shapesworld import scenes
+
+    rng = random.Random(0)
+    pool = list(scenes(1000, 200, 64))
+    short = [train_demo.partial_caption(s.shapes, s.background, rng) for s in pool]
+    assert len(set(short)) > 50 and "a shape" in short
+    for scene, text in zip(pool, short):
+        words = set(text.replace(",", "").split())
+        named = {w for s in scene.shapes for w in (s.shape, s.colour, s.fill, s.size, *s.position.split())}
+        allowed = named | {scene.background, "a", "an", "and", "shape", "shapes", "two", "on", "background"}
+        assert words <= allowed, (text, scene.caption)

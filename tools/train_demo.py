@@ -5,6 +5,8 @@
     python -m tools.train_demo --resume --unet-minutes 90 --unet-lr 4e-4   # train the last checkpoint on
     python -m tools.train_demo --decoder-only --vae-minutes 20              # sharpen the VAE decoder alone
     python -m tools.train_demo --export-only    # write the model from the checkpoints in --work
+    python -m tools.train_demo --from-model resources/models/demo --out build/demo_ft --unet-minutes 30 --unet-lr 2e-4
+                                                # fine-tune an exported model (its VAE kept as it is)
 
 One seeded command, CPU only. Stages:
   1. render a fixed pool of ShapesWorld scenes (64 px) into a uint8 tensor, once (no flips: positions
@@ -14,13 +16,17 @@ One seeded command, CPU only. Stages:
   3. the VAE scaling factor (unit-variance latents) and the latent -> RGB preview map, fitted on the pool;
   4. a UNet2DConditionModel and a CLIPTextModel trained jointly on the pool's latents, SD 1.x noise
      schedule (scaled_linear 0.00085-0.012, 1000 steps, epsilon prediction), 10 % caption dropout
-     (so classifier-free guidance works), min-SNR-5 loss weighting, EMA of both;
+     (so classifier-free guidance works), min-SNR-5 loss weighting, EMA of both; a share
+     (--partial-captions) of the captions name only some of the scene (`partial_caption`: "a red
+     circle", "a striped shape"), three such variants drawn per scene, so short prompts work;
   5. the EMA weights saved in half precision in diffusers layout (clip/ and dino/ beside them are
      left as they are), with training.json recording what was done, how long, and where.
 
 Training resumes: --resume continues the UNet and text encoder (and their EMA) from --work/unet.pt,
 and --decoder-only fine-tunes the VAE decoder with the encoder frozen, so the latents the UNet learnt
 stay exactly the same (it may run beside a --resume job; --export-only then joins the two).
+--from-model fine-tunes the UNet and text encoder of an exported model without its checkpoints (the
+exported half-precision weights, upcast): its VAE, scaling factor and preview map are kept.
 training.json keeps one entry per session in "sessions".
 
 Each stage is time-boxed (the learning rate decays over the box's elapsed fraction), so the step
@@ -45,12 +51,13 @@ import torch.nn.functional as F
 
 from tools.make_demo_model import (OUT, SCHEDULER, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG,
                                    _canonical_text_encoder_keys, _copy_tokenizer)
-from tools.shapesworld import scenes
+from tools.shapesworld import partial_caption, scenes
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "train_demo"
 TOKENIZER = ROOT / "resources" / "tokenizer" / "clip"
 POOL_SEED = 1000  # held-out evaluation scenes use other seeds and exclude the pool's captions
+PARTIAL_VARIANTS = 3  # partial captions drawn per scene, beside its full caption
 
 
 def log(msg: str) -> None:
@@ -58,12 +65,15 @@ def log(msg: str) -> None:
 
 
 # ---- data ------------------------------------------------------------------------------------
-def render_pool(n: int, seed: int = POOL_SEED) -> tuple[torch.Tensor, list[str]]:
+def render_pool(n: int, seed: int = POOL_SEED) -> tuple[torch.Tensor, list[list[str]]]:
+    """(images, captions): per scene its full caption, then PARTIAL_VARIANTS partial ones (drawn from
+    their own seeded stream, so the scenes are the same as without them)."""
     images = np.empty((n, 64, 64, 3), np.uint8)
     captions = []
+    rng = random.Random(seed + 1)
     for i, s in enumerate(scenes(seed, n, 64)):
         images[i] = np.asarray(s.image)
-        captions.append(s.caption)
+        captions.append([s.caption] + [partial_caption(s.shapes, s.background, rng) for _ in range(PARTIAL_VARIANTS)])
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 
@@ -248,7 +258,9 @@ def save_unet_checkpoint(ckpt: Path, unet, text_encoder, ema: "EMA", step: int) 
 
 def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, box: Box,
                gen: torch.Generator, batch: int, lr: float, ema: EMA, ckpt: Path, export_fn,
-               start_step: int = 0) -> dict:
+               start_step: int = 0, partial: float = 0.0) -> dict:
+    """ids: [scenes, 1 + variants, 77], the full caption first; `partial` of the samples take one of
+    the partial variants instead."""
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     abar = torch.cumprod(1 - betas, 0).float()
     snr = abar / (1 - abar)
@@ -262,7 +274,9 @@ def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, 
     while not box.done(step):
         idx = torch.randint(0, n, (batch,), generator=gen)
         z0 = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=gen)) * scaling_factor
-        tok = ids[idx].clone()
+        variant = torch.where(torch.rand(batch, generator=gen) < partial,
+                              torch.randint(1, ids.shape[1], (batch,), generator=gen), 0) if partial else 0
+        tok = ids[idx, variant].clone()
         drop = torch.rand(batch, generator=gen) < 0.1
         tok[drop] = empty_ids
         t = torch.randint(0, 1000, (batch,), generator=gen)
@@ -285,7 +299,7 @@ def train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids, 
             t_ckpt = time.time()
     save_unet_checkpoint(ckpt, unet, text_encoder, ema, start_step + step)
     return {"steps": step, "first_step": start_step, "seconds": round(box.elapsed(), 1), "batch": batch, "lr": lr,
-            "ema_decay": ema.decay, "caption_dropout": 0.1, "loss_weighting": "min-SNR-5",
+            "ema_decay": ema.decay, "caption_dropout": 0.1, "partial_captions": partial, "loss_weighting": "min-SNR-5",
             "final_eps_mse": round(float(np.mean(hist[-200:])), 5) if hist else None}
 
 
@@ -301,6 +315,7 @@ def export(out: Path, unet, vae, text_encoder, scaling_factor: float, factors, b
     vae = copy.deepcopy(vae)
     vae.register_to_config(scaling_factor=scaling_factor)
     copy.deepcopy(unet).half().save_pretrained(out / "unet", safe_serialization=True)
+    _drop_source_path(out / "unet" / "config.json")  # a fine-tuned UNet remembers where it was loaded from
     vae.half().save_pretrained(out / "vae", safe_serialization=True)
     copy.deepcopy(text_encoder).half().save_pretrained(out / "text_encoder", safe_serialization=True)
     _canonical_text_encoder_keys(out / "text_encoder" / "model.safetensors")
@@ -320,6 +335,12 @@ def export(out: Path, unet, vae, text_encoder, scaling_factor: float, factors, b
                  "decoded image downsampled to latent size (fitted on ShapesWorld scenes)",
     }, indent=2) + "\n")
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _drop_source_path(config: Path) -> None:
+    cfg = json.loads(config.read_text())
+    if cfg.pop("_name_or_path", None) is not None:
+        config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def machine(threads: int) -> dict:
@@ -362,6 +383,10 @@ def main(argv=None) -> None:
     mode.add_argument("--decoder-only", action="store_true",
                       help="fine-tune the VAE decoder of --work/vae_done.pt for --vae-minutes, then stop")
     mode.add_argument("--export-only", action="store_true", help="write --out from the checkpoints in --work")
+    mode.add_argument("--from-model", type=Path, default=None,
+                      help="fine-tune the UNet and text encoder of this exported model (its VAE kept)")
+    ap.add_argument("--partial-captions", type=float, default=0.5,
+                    help="share of the UNet's training captions that name only part of the scene")
     ap.add_argument("--smoke", action="store_true", help="2-minute run into build/train_demo_smoke/")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -382,7 +407,7 @@ def main(argv=None) -> None:
     session = {"command": "python -m tools.train_demo " + " ".join(argv if argv is not None else os.sys.argv[1:]),
                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(args.threads)}
     continuing = args.resume or args.decoder_only or args.export_only
-    sessions = earlier_sessions(args.out) if continuing else []
+    sessions = earlier_sessions(args.from_model or args.out) if continuing or args.from_model else []
 
     t = time.time()
     pool, captions = render_pool(args.pool)
@@ -391,7 +416,11 @@ def main(argv=None) -> None:
     vae = AutoencoderKL(**dict(VAE_CONFIG, block_out_channels=tuple(args.vae_channels)))
     vae_ckpt = args.work / "vae.pt"
     done = args.work / "vae_done.pt"
-    if done.exists():
+    if args.from_model:
+        vae = AutoencoderKL.from_pretrained(args.from_model / "vae", torch_dtype=torch.float32)
+        args.vae_channels = list(vae.config.block_out_channels)
+        log(f"fine-tuning {args.from_model}: its VAE kept as it is")
+    elif done.exists():
         state = torch.load(done, weights_only=False)
         vae.load_state_dict(state["vae"])
         log(f"reusing the trained VAE from {done}")
@@ -417,13 +446,23 @@ def main(argv=None) -> None:
 
     t = time.time()
     means, stds = encode_pool(vae, pool)
-    scaling_factor, factors, bias = fit_latent_statistics(vae, pool, means, gen)
+    if args.from_model:  # the UNet learnt these latents: the same scale and preview map
+        scaling_factor = float(vae.config.scaling_factor)
+        preview = json.loads((args.from_model / "latent_rgb.json").read_text())
+        factors, bias = preview["factors"], preview["bias"]
+    else:
+        scaling_factor, factors, bias = fit_latent_statistics(vae, pool, means, gen)
     log(f"encoded the pool in {time.time() - t:.1f} s; scaling factor {scaling_factor}")
     del pool
 
-    unet = UNet2DConditionModel(**dict(UNET_CONFIG, block_out_channels=tuple(args.unet_channels)))
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
-    ids = tokenize(captions)
+    if args.from_model:
+        unet = UNet2DConditionModel.from_pretrained(args.from_model / "unet", torch_dtype=torch.float32)
+        text_encoder = CLIPTextModel.from_pretrained(args.from_model / "text_encoder", torch_dtype=torch.float32)
+        args.unet_channels = list(unet.config.block_out_channels)
+    else:
+        unet = UNet2DConditionModel(**dict(UNET_CONFIG, block_out_channels=tuple(args.unet_channels)))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    ids = tokenize([c for variants in captions for c in variants]).view(len(captions), len(captions[0]), -1)
     empty_ids = tokenize([""])[0]
     ema = EMA([unet, text_encoder], 0.999)
     start_step = 0
@@ -434,6 +473,8 @@ def main(argv=None) -> None:
         ema.shadow = ckpt["ema"]
         start_step = ckpt["step"]
         log(f"resuming from step {start_step}")
+    elif args.from_model:  # count on from the exported model's steps (the EMA then runs at its full decay)
+        start_step = json.loads((args.from_model / "training.json").read_text())["unet"]["steps"]
 
     def export_now(step: int, final: bool = False) -> None:
         live = ema.copy_to()
@@ -453,7 +494,7 @@ def main(argv=None) -> None:
     if not args.export_only:
         session["unet"] = train_unet(unet, text_encoder, means, stds, scaling_factor, ids, empty_ids,
                                      Box(args.unet_minutes, args.unet_steps), gen, args.unet_batch, args.unet_lr,
-                                     ema, args.work / "unet.pt", export_now, start_step)
+                                     ema, args.work / "unet.pt", export_now, start_step, args.partial_captions)
     session["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     export_now(start_step + session.get("unet", {}).get("steps", 0), final=True)
     if args.export_only:

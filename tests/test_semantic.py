@@ -22,7 +22,7 @@ from tools.eval_demo import analyse, generate
 from tools.semantic_report import RED_CIRCLE
 from tools.semantic_report import read as read_scene
 from tools.semantic_report import shift as scene_shift
-from tools.shapesworld import sample_scene
+from tools.shapesworld import sample_scene, two_tone_backdrop
 
 ASKED = [dict(shape="circle", colour="red", position="on the left", background="white"),
          dict(shape="square", colour="blue", position="on the right", background="yellow"),
@@ -60,9 +60,12 @@ def test_demo_draws_the_colour_and_place_it_is_asked(demo):
     assert sum(r["colour_ok"] for r in rows) >= 3, rows
     assert sum(r["position_ok"] for r in rows) >= 3, rows
     assert sum(r["shape_ok"] for r in rows) >= 3, rows
-    # a random model draws noise: the caption's background must dominate the picture
+    # a random model draws noise: the caption's background must dominate the picture. The caption
+    # does not say whether the background is plain or two-tone (the training world has both), so
+    # the picture is read against either.
     for img, s in zip(images, scenes):
-        assert read_scene(img, s).fg.mean() < 0.5
+        backdrops = [two_tone_backdrop(s.background, 64, 64, tone) for tone in (False, True)]
+        assert min(read_scene(img, s, bg).fg.mean() for bg in backdrops) < 0.5
 
 
 def test_reconstruct_keeps_a_rendered_red_circle_in_place(engine):
@@ -87,11 +90,9 @@ TALL = dict(w=48, h=64, cx=0.58, cy=0.40, shape="square", size="large")
 KNOWN_GAPS = {  # case: (why, beats the control)
     "pnp-full-source": ("the full source prompt names the trained place and pulls the object ~4 px "
                         "toward it", True),
-    "pnp-short": ("'a blue circle' without a background is outside the demo's captions: the model paints "
-                  "the whole picture blue, with or without PnP", False),
     "pix2pix-zero-full": ("the square grows (IoU ~0.5) and drifts ~3 px toward the trained place the caption "
                           "names", True),
-    "pix2pix-zero-short": ("with a short caption the square drifts ~12 px, further than the control's", False),
+    "pix2pix-zero-short": ("with a short caption the square drifts ~5 px and loses its outline (IoU ~0.2)", True),
 }
 
 

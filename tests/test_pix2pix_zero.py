@@ -119,11 +119,16 @@ def test_the_demo_ships_a_shapesworld_bank_in_its_folder():
     bank = ed.load_templates(resource_path("models", "demo", "sentences.txt"))
     from tools.shapesworld import POSITIONS, SHAPES
 
-    assert len(bank) >= 500 and all(t.endswith("background") for t in bank)
-    after = [t.split("{} ")[1] for t in bank]
-    colour_slots = sum(a.startswith(SHAPES) for a in after)  # "a large {} circle ..."
-    shape_slots = sum(a.startswith(tuple(POSITIONS)) for a in after)  # "a large red {} on the left ..."
+    assert len(bank) >= 500 and all(t.count("{}") == 1 for t in bank)
+    after = [t.split("{}")[1].lstrip(" ,") for t in bank]
+    colour_slots = sum(a.startswith(SHAPES) for a in after)  # "a large {} circle ...", "a {} ring"
+    # "a large red {} on the left ...", "a striped {}, on a blue background", "a red {}"
+    shape_slots = sum(a == "" or a.startswith(tuple(POSITIONS) + ("on a ",)) for a in after)
     assert colour_slots + shape_slots == len(bank) and min(colour_slots, shape_slots) >= len(bank) // 3
+    # full captions, as the demo first learnt, and partial ones ("a {} circle"), as it also reads now
+    full = sum(t.startswith(("a small ", "a medium ", "a large ")) and t.endswith("background") for t in bank)
+    partial = sum(not t.endswith("background") for t in bank)
+    assert full >= len(bank) // 2 and partial >= len(bank) // 8, (full, partial)
 
 
 def test_empty_unknown_and_equal_words_are_invalid(tiny_model):

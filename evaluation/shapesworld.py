@@ -202,6 +202,25 @@ def sample_scene(rng: random.Random, px: int = 64, n_shapes: int | None = None, 
     return Scene(img, caption_of(shapes, background), shapes, background, two_tone, masks, backdrop)
 
 
+def scene_anywhere(rng: random.Random, px: int = 64) -> Scene:
+    """One shape anywhere in the picture (not only jittered around the five places), its caption
+    naming the nearest of the five: as a photo's caption says "on the left" of anything left of
+    centre. Training on these beside `sample_scene`'s keeps a place word from pinning an object to
+    one exact spot, so an edit whose caption names the place does not pull the object there."""
+    background = rng.choice(BACKGROUNDS)
+    two_tone = rng.random() < 0.3
+    backdrop = two_tone_backdrop(background, px, px, two_tone)
+    img = Image.fromarray(backdrop.astype(np.uint8))
+    size_name = rng.choice(list(SIZES))
+    r = SIZES[size_name] * px / 2
+    cx, cy = rng.uniform(r + 1, px - r - 1), rng.uniform(r + 1, px - r - 1)
+    position = min(POSITIONS, key=lambda p: (POSITIONS[p][0] * px - cx) ** 2 + (POSITIONS[p][1] * px - cy) ** 2)
+    spec = ShapeSpec(rng.choice(SHAPES), rng.choice([c for c in COLOURS if c != background]), rng.choice(FILLS),
+                     size_name, position, (cx, cy), r)
+    mask = draw_shape(img, spec, None)
+    return Scene(img, caption_of([spec], background), [spec], background, two_tone, [mask], backdrop)
+
+
 def scenes(seed: int, count: int, px: int = 64):
     rng = random.Random(seed)
     for _ in range(count):

@@ -71,3 +71,23 @@ def test_partial_captions_name_only_what_the_scene_shows():
         named = {w for s in scene.shapes for w in (s.shape, s.colour, s.fill, s.size, *s.position.split())}
         allowed = named | {scene.background, "a", "an", "and", "shape", "shapes", "two", "on", "background"}
         assert words <= allowed, (text, scene.caption)
+
+
+def test_scenes_anywhere_join_the_pool_without_changing_it():
+    from evaluation.reading import nearest_position
+
+    plain, plain_captions = train_demo.render_pool(6)
+    mixed, captions = train_demo.render_pool(6, anywhere=40)
+    assert torch.equal(mixed[:6], plain) and captions[:6] == plain_captions and len(mixed) == 46
+    rng = __import__("random").Random(train_demo.POOL_SEED + 2)
+    centres = []
+    for caption in captions[6:]:
+        scene = train_demo.scene_anywhere(rng, 64)
+        assert caption[0] == scene.caption and scene.shapes[0].position in caption[0]
+        assert scene.shapes[0].position == nearest_position(scene.shapes[0].centre, (64, 64))
+        centres.append(scene.shapes[0].centre)
+    # anywhere: off the five jittered anchors, not only around them
+    from evaluation.shapesworld import POSITIONS
+    off = [c for c in centres if min(abs(c[0] - fx * 64) + abs(c[1] - fy * 64) for fx, fy in POSITIONS.values()) > 6]
+    assert len(off) >= len(centres) // 2
+    assert {c[0] for c in captions[6:]} <= train_demo.pool_captions(6, anywhere=40)

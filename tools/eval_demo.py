@@ -59,10 +59,10 @@ def analyse(rgb: np.ndarray, scene) -> dict:
                 centroid=[round(float(xs.mean()), 1), round(float(ys.mean()), 1)])
 
 
-def held_out_scenes(n: int, pool_seed: int, pool_size: int, seed: int = EVAL_SEED) -> list:
+def held_out_scenes(n: int, pool_seed: int, pool_size: int, seed: int = EVAL_SEED, anywhere: int = 0) -> list:
     from tools.train_demo import pool_captions
 
-    seen = pool_captions(pool_size, pool_seed)
+    seen = pool_captions(pool_size, pool_seed, anywhere)
     rng = random.Random(seed)
     out = []
     while len(out) < n:
@@ -136,7 +136,7 @@ def main(argv=None) -> None:
     if model.root is not None and (Path(model.root) / "training.json").is_file():
         meta = json.loads((Path(model.root) / "training.json").read_text())
     pool = meta.get("pool", {"seed": 1000, "scenes": 16000})
-    scenes = held_out_scenes(args.n, pool["seed"], pool["scenes"])
+    scenes = held_out_scenes(args.n, pool["seed"], pool["scenes"], anywhere=pool.get("anywhere", 0))
     t1 = time.time()
     imgs = generate(model, [s.caption for s in scenes], args.steps, args.guidance, args.seed)
     gen_s = time.time() - t1

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 from tools.make_demo_model import (OUT, SCHEDULER, TEXT_CONFIG, UNET_CONFIG, VAE_CONFIG,
                                    _canonical_text_encoder_keys, _copy_tokenizer)
-from tools.shapesworld import partial_caption, scenes
+from tools.shapesworld import partial_caption, scene_anywhere, scenes
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "train_demo"
@@ -65,20 +65,24 @@ def log(msg: str) -> None:
 
 
 # ---- data ------------------------------------------------------------------------------------
-def render_pool(n: int, seed: int = POOL_SEED) -> tuple[torch.Tensor, list[list[str]]]:
+def render_pool(n: int, seed: int = POOL_SEED, anywhere: int = 0) -> tuple[torch.Tensor, list[list[str]]]:
     """(images, captions): per scene its full caption, then PARTIAL_VARIANTS partial ones (drawn from
-    their own seeded stream, so the scenes are the same as without them)."""
-    images = np.empty((n, 64, 64, 3), np.uint8)
+    their own seeded stream, so the scenes are the same as without them); `anywhere` more scenes
+    with the shape anywhere (`scene_anywhere`, a third stream) after the n of the training world."""
+    images = np.empty((n + anywhere, 64, 64, 3), np.uint8)
     captions = []
     rng = random.Random(seed + 1)
-    for i, s in enumerate(scenes(seed, n, 64)):
+    place_rng = random.Random(seed + 2)
+    pool = list(scenes(seed, n, 64)) + [scene_anywhere(place_rng, 64) for _ in range(anywhere)]
+    for i, s in enumerate(pool):
         images[i] = np.asarray(s.image)
         captions.append([s.caption] + [partial_caption(s.shapes, s.background, rng) for _ in range(PARTIAL_VARIANTS)])
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 
-def pool_captions(n: int, seed: int = POOL_SEED) -> set[str]:
-    return {s.caption for s in scenes(seed, n, 64)}
+def pool_captions(n: int, seed: int = POOL_SEED, anywhere: int = 0) -> set[str]:
+    place_rng = random.Random(seed + 2)  # render_pool's stream for the scenes anywhere
+    return {s.caption for s in scenes(seed, n, 64)} | {scene_anywhere(place_rng, 64).caption for _ in range(anywhere)}
 
 
 def to_signed(u8: torch.Tensor) -> torch.Tensor:
@@ -385,6 +389,8 @@ def main(argv=None) -> None:
     mode.add_argument("--export-only", action="store_true", help="write --out from the checkpoints in --work")
     mode.add_argument("--from-model", type=Path, default=None,
                       help="fine-tune the UNet and text encoder of this exported model (its VAE kept)")
+    ap.add_argument("--anywhere", type=int, default=0,
+                    help="scenes added to the pool with the shape anywhere, captioned by the nearest place")
     ap.add_argument("--partial-captions", type=float, default=0.5,
                     help="share of the UNet's training captions that name only part of the scene")
     ap.add_argument("--smoke", action="store_true", help="2-minute run into build/train_demo_smoke/")
@@ -410,7 +416,7 @@ def main(argv=None) -> None:
     sessions = earlier_sessions(args.from_model or args.out) if continuing or args.from_model else []
 
     t = time.time()
-    pool, captions = render_pool(args.pool)
+    pool, captions = render_pool(args.pool, anywhere=args.anywhere)
     log(f"rendered {len(pool)} scenes in {time.time() - t:.1f} s")
 
     vae = AutoencoderKL(**dict(VAE_CONFIG, block_out_channels=tuple(args.vae_channels)))
@@ -480,7 +486,8 @@ def main(argv=None) -> None:
         live = ema.copy_to()
         decoder = args.work / "decoder_session.json"
         extra = [json.loads(decoder.read_text())] if args.export_only and decoder.is_file() else []
-        meta = {"seed": args.seed, "pool": {"seed": POOL_SEED, "scenes": args.pool, "px": 64},
+        meta = {"seed": args.seed, "pool": {"seed": POOL_SEED, "scenes": args.pool, "px": 64,
+                                            "anywhere": args.anywhere},
                 "unet": {"steps": step, "block_out_channels": list(args.unet_channels)},
                 "vae": {"block_out_channels": list(args.vae_channels)},
                 "sessions": sessions + extra + [dict(session, wall_seconds=round(time.time() - t_start, 1))],

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .shapesworld import (FILLS, POSITIONS, SHAPES, ShapeSpec, dominant_colour, draw_shape, stripe_band,
-                          two_tone_backdrop)
+from .shapesworld import (FILLS, SHAPES, ShapeSpec, dominant_colour, draw_shape,  # noqa: F401 (nearest_position: re-exported)
+                          nearest_position, stripe_band, two_tone_backdrop)
 
 FG_DISTANCE = 40.0
 
@@ -41,11 +41,6 @@ def ink_mask(spec: ShapeSpec, centre, px: Optional[int], bg: np.ndarray, stripe_
     s = ShapeSpec(spec.shape, spec.colour, spec.fill, spec.size, spec.position, centre, spec.radius)
     draw_shape(img, s, bg, stripe_offset)
     return np.abs(np.asarray(img, np.float32) - bg).sum(-1) > 0
-
-
-def nearest_position(xy, size: tuple[int, int] = (64, 64)) -> str:
-    w, h = size
-    return min(POSITIONS, key=lambda p: (POSITIONS[p][0] * w - xy[0]) ** 2 + (POSITIONS[p][1] * h - xy[1]) ** 2)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

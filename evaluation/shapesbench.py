@@ -38,7 +38,8 @@ from .formats import (BACKGROUND_IMAGE, DRAG_IMAGE, DRAG_META, PIE_IMAGES, PIE_M
                       TRUTH_FILE, Truth, rle_encode)
 from .metrics.truth import attribute_matches, centroid, iou, read_attributes, read_object, spec_to_json
 from .reading import grow, nearest_position
-from .shapesworld import BACKGROUNDS, COLOURS, FILLS, SHAPES, SIZES, ShapeSpec, caption_of, draw_shape, shape_mask
+from .shapesworld import (BACKGROUNDS, COLOURS, FILLS, SHAPES, SIZES, ShapeSpec, article, caption_of, draw_shape,
+                          shape_mask)
 
 VERSION = 1
 MANIFEST = "shapesbench.json"
@@ -73,10 +74,6 @@ class BenchScene:
 
     def caption(self) -> str:
         return caption_of(self.shapes, self.background)
-
-
-def article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
 
 
 def picture_size(rng: random.Random, long_side: int) -> tuple[int, int]:

@@ -131,8 +131,14 @@ def caption_of(shapes: list[ShapeSpec], background: str) -> str:
     return " and ".join(parts) + f", on a {background} background"
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
+
+
+def nearest_position(xy, size: tuple[int, int] = (64, 64)) -> str:
+    """The named place (of the five) nearest to the point xy on a picture of `size`."""
+    w, h = size
+    return min(POSITIONS, key=lambda p: (POSITIONS[p][0] * w - xy[0]) ** 2 + (POSITIONS[p][1] * h - xy[1]) ** 2)
 
 
 def partial_caption(shapes: list[ShapeSpec], background: str, rng: random.Random) -> str:
@@ -154,7 +160,7 @@ def partial_caption(shapes: list[ShapeSpec], background: str, rng: random.Random
         words.append(s.shape if rng.random() < 0.75 else "shape")
         if rng.random() < 0.3:
             words.append(s.position)
-        parts.append(f"{_article(words[0])} {' '.join(words)}")
+        parts.append(f"{article(words[0])} {' '.join(words)}")
     text = " and ".join(parts)
     return text + (f", on a {background} background" if rng.random() < 0.3 else "")
 
@@ -214,9 +220,8 @@ def scene_anywhere(rng: random.Random, px: int = 64) -> Scene:
     size_name = rng.choice(list(SIZES))
     r = SIZES[size_name] * px / 2
     cx, cy = rng.uniform(r + 1, px - r - 1), rng.uniform(r + 1, px - r - 1)
-    position = min(POSITIONS, key=lambda p: (POSITIONS[p][0] * px - cx) ** 2 + (POSITIONS[p][1] * px - cy) ** 2)
     spec = ShapeSpec(rng.choice(SHAPES), rng.choice([c for c in COLOURS if c != background]), rng.choice(FILLS),
-                     size_name, position, (cx, cy), r)
+                     size_name, nearest_position((cx, cy), (px, px)), (cx, cy), r)
     mask = draw_shape(img, spec, None)
     return Scene(img, caption_of([spec], background), [spec], background, two_tone, [mask], backdrop)
 

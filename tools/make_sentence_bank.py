@@ -110,7 +110,7 @@ def build_shapesworld(target: int = DEMO_TARGET, seed: int = SEED) -> list[str]:
     """ShapesWorld captions with `{}` in the first shape's name (half of them) or its colour (the other
     half): the two words an edit of the demo swaps. Every other attribute varies; a third are partial
     captions ("a {} circle", "a small red {} on the left"), which the demo model reads too."""
-    from tools.shapesworld import BACKGROUNDS, COLOURS, FILLS, POSITIONS, SHAPES, SIZES
+    from tools.shapesworld import BACKGROUNDS, COLOURS, FILLS, POSITIONS, SHAPES, SIZES, article
 
     rng = random.Random(seed)
     out, seen = [], set()
@@ -127,7 +127,7 @@ def build_shapesworld(target: int = DEMO_TARGET, seed: int = SEED) -> list[str]:
             words = [w for w, keep in ((rng.choice(list(SIZES)), rng.random() < 0.3), (fill, rng.random() < 0.4),
                                        (colour, colour == "{}" or rng.random() < 0.6), (shape, True),
                                        (rng.choice(list(POSITIONS)), rng.random() < 0.3)) if keep]
-            line = ("an " if words[0][:1] in "aeiou" else "a ") + " ".join(words) + (f", on a {bg} background" if rng.random() < 0.3 else "")
+            line = f"{article(words[0])} {' '.join(words)}" + (f", on a {bg} background" if rng.random() < 0.3 else "")
             if line not in seen:
                 seen.add(line)
                 out.append(line)

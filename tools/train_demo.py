@@ -71,12 +71,12 @@ def render_pool(n: int, seed: int = POOL_SEED, anywhere: int = 0) -> tuple[torch
     with the shape anywhere (`scene_anywhere`, a third stream) after the n of the training world."""
     images = np.empty((n + anywhere, 64, 64, 3), np.uint8)
     captions = []
-    rng = random.Random(seed + 1)
+    caption_rng = random.Random(seed + 1)
     place_rng = random.Random(seed + 2)
     pool = list(scenes(seed, n, 64)) + [scene_anywhere(place_rng, 64) for _ in range(anywhere)]
     for i, s in enumerate(pool):
         images[i] = np.asarray(s.image)
-        captions.append([s.caption] + [partial_caption(s.shapes, s.background, rng) for _ in range(PARTIAL_VARIANTS)])
+        captions.append([s.caption] + [partial_caption(s.shapes, s.background, caption_rng) for _ in range(PARTIAL_VARIANTS)])
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
 
 

@@ -66,6 +66,45 @@ def swapped_positions(source_ids: Sequence[int], target_ids: Sequence[int]) -> l
     return [j for j, (a, b) in enumerate(zip(source_ids, target_ids)) if a != b]
 
 
+def content_length(ids: Sequence[int], eos: int) -> int:
+    """Number of tokens between BOS and the first EOS."""
+    for j in range(1, len(ids)):
+        if ids[j] == eos:
+            return j - 1
+    return len(ids) - 1
+
+
+def lcs_pairs(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int]]:
+    """Index pairs (i in a, j in b) of a longest common subsequence."""
+    n, m = len(a), len(b)
+    table = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            table[i][j] = table[i + 1][j + 1] + 1 if a[i] == b[j] else max(table[i + 1][j], table[i][j + 1])
+    pairs, i, j = [], 0, 0
+    while i < n and j < m:
+        if a[i] == b[j]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif table[i + 1][j] >= table[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return pairs
+
+
+def changed_positions(source_ids: Sequence[int], target_ids: Sequence[int], eos: int) -> tuple[list[int], list[int]]:
+    """For two prompts of any lengths: the content tokens (between BOS and EOS) of each that the
+    other lacks, by longest common subsequence: what a user's rewording changed ("a red circle"
+    → "a large blue circle": source "red", target "large blue")."""
+    ns, nt = content_length(source_ids, eos), content_length(target_ids, eos)
+    kept = lcs_pairs(list(source_ids[1: 1 + ns]), list(target_ids[1: 1 + nt]))
+    src_kept = {1 + i for i, _ in kept}
+    tgt_kept = {1 + j for _, j in kept}
+    return ([j for j in range(1, 1 + ns) if j not in src_kept],
+            [j for j in range(1, 1 + nt) if j not in tgt_kept])
+
+
 def cross_attention_factors(unet) -> list[int]:
     """The latent downsampling factors at which the UNet has cross-attention (1 = full latent size):
     one per down level with cross-attention (the up levels mirror them)."""

@@ -8,7 +8,8 @@ import torch
 
 from core.attention import LayerInfo
 from core.errors import InvalidInput
-from core.local_blend import LocalBlend, blend_factor, cross_attention_factors, swapped_positions, token_positions
+from core.local_blend import (LocalBlend, blend_factor, changed_positions, cross_attention_factors, swapped_positions,
+                              token_positions)
 from core.methods.style_diffusion import method as sd
 
 from .test_style_diffusion import GUIDANCE, STEPS, trained  # noqa: F401  (the shared fixture)
@@ -32,6 +33,9 @@ def test_token_positions_and_swapped_positions():
     assert token_positions([0, 5, 6, 7, 5, 6, 9], [5, 6]) == [1, 2, 4, 5]
     assert token_positions([0, 5, 9], []) == []
     assert swapped_positions([0, 4, 5, 9, 9], [0, 4, 8, 9, 9]) == [2]
+    # any lengths (BOS 0, EOS 9, padding after): what each prompt has that the other lacks
+    assert changed_positions([0, 4, 5, 6, 9, 9], [0, 4, 7, 8, 6, 9], eos=9) == ([2], [2, 3])
+    assert changed_positions([0, 4, 6, 9], [0, 4, 6, 9, 9], eos=9) == ([], [])
 
 
 def _cross_call(tokens: int):

@@ -8,8 +8,8 @@ import torch
 from core.attention import AttentionHook, AttentionRecorder, AttnCall, attention_hooks, parse_layer_name
 from core.engine import EditRequest
 from core.errors import InvalidInput
-from core.methods.pnp.method import (PnPParams, QKInjection, injected_steps, injection_plan, negative_alpha_at,
-                              pnp_denoise)
+from core.methods.pnp.method import (PnPParams, QKInjection, changed_words_blend, injected_steps, injection_plan,
+                                     negative_alpha_at, pnp_denoise)
 from core.registry import get_method
 from core.sampling import Trajectory, ddim_invert, denoise
 from core.schedule import DDIMSchedule
@@ -226,7 +226,8 @@ def test_parameters_schedule_and_validation():
     assert method.plain_name == "Restyle" and method.paper == "Plug-and-Play" and method.stages == ("invert", "edit")
     described = {d["name"]: d for d in PnPParams.describe()}
     expected = {"prompt": "", "source_prompt": "", "feature_injection": 0.8, "attention_injection": 0.5,
-                "negative_alpha": 1.0, "negative_schedule": "constant", "guidance": 7.5, "steps": 50, "seed": 0}
+                "negative_alpha": 1.0, "negative_schedule": "constant", "guidance": 7.5, "local_blend": True,
+                "steps": 50, "seed": 0}
     assert {k: described[k]["default"] for k in expected} == expected
     assert described["prompt"]["required"] and described["prompt"]["type"] == "text"
     assert described["negative_schedule"]["choices"] == ["constant", "linear", "exp"]
@@ -292,3 +293,36 @@ def test_dropping_the_source_row_after_injection_changes_nothing(tiny_model, sou
     rows = lambda batches: sum(int(k.split()[1]) * v for k, v in batches.items())
     assert rows(info["unet_batches"]) == rows(info_full["unet_batches"]) - (steps - 3)  # 3 = 0.5 · 6 injected
     torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
+
+
+def test_local_blend_keeps_the_source_outside_the_changed_words(tiny_model):
+    # With a source prompt, only where the changed words ("red" / "blue") are seen may the latent
+    # change: outside, from a fifth of the steps on, it is the source trajectory's, exactly.
+    model = tiny_model
+    steps = 6
+    sched = DDIMSchedule(model.scheduler_config, steps)
+    traj, _ = _sampled_trajectory(model, sched, model.encode_text("a red fox"))
+    p = PnPParams(prompt="a blue fox", source_prompt="a red fox", steps=steps)
+    blended, info = pnp_denoise(model, sched, traj, p)
+    plain, info_plain = pnp_denoise(model, sched, traj, p.replace(local_blend=False))
+    assert info_plain["local_blend"] is None
+    share = info["local_blend"]["editable_share"]
+    assert 0.0 < share < 1.0
+    blend = changed_words_blend(model, p, (16, 16), steps)
+    ids = model.tokenize([p.source_prompt, p.prompt])
+    red, blue = (model.tokenizer(w, add_special_tokens=False).input_ids for w in ("red", "blue"))
+    assert [ids[0][j].item() for j in blend.source_tokens] == red
+    assert [ids[1][j].item() for j in blend.target_tokens] == blue
+    kept = (blended == traj.clean).all(1)[0]               # [h, w] cells equal to the source's end
+    assert kept.float().mean().item() == pytest.approx(1.0 - share)
+    assert not torch.equal(plain[..., kept], traj.clean[..., kept])  # without it they are restyled
+    assert not torch.allclose(blended[..., ~kept], traj.clean[..., ~kept])
+
+
+def test_local_blend_needs_a_source_prompt_that_differs(tiny_model):
+    # Without a source prompt nothing says what to keep: the whole picture is restyled (official PnP).
+    model = tiny_model
+    assert changed_words_blend(model, PnPParams(prompt="a blue fox"), (16, 16), 6) is None
+    assert changed_words_blend(model, PnPParams(prompt="a fox", source_prompt="a fox"), (16, 16), 6) is None
+    longer = changed_words_blend(model, PnPParams(prompt="a large blue fox", source_prompt="a red fox"), (16, 16), 6)
+    assert len(longer.source_tokens) >= 1 and len(longer.target_tokens) >= 2

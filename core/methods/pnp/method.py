@@ -21,6 +21,15 @@ the last, exp s_i = e^(−6·i/(n−1)). So "linear" at α = 1 starts as plain g
 fully away from the source prompt. The source-prompt row joins the same UNet call (batch 4) only
 on steps where 1−α_i ≠ 0.
 
+Local blending (not in the official PnP; Prompt-to-Prompt's `LocalBlend`, core/local_blend.py):
+with a source prompt, the words the prompt changed (longest common subsequence of the tokens: "a
+red circle" → "a blue circle" changes "red"/"blue") have their cross-attention maps summed, the
+source's in the source branch, the prompt's in the target's, and from a fifth of the steps on the
+target latent outside their union is reset to the source trajectory. PnP restyles the whole
+picture by design; an editor's user who names one thing to change expects the rest to stay
+(measured on ShapesBench in the README). Without a source prompt nothing tells what to keep, and
+the whole picture is restyled as in the official method.
+
 With a mask, the latent outside it is reset to the source trajectory after every step (blended
 latent diffusion): the model then generates the edited region against the real surroundings, so the
 engine's feathered composite cross-fades between nearly identical pixels instead of between the
@@ -46,6 +55,7 @@ from ...sampling import Trajectory, denoise, invert_cached, keep_outside_traject
 from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
 from ...layer_maps import LayerMap, layer_map
+from ...local_blend import LocalBlend, changed_positions
 from ...unet_layout import corresponding_index, decoder_layers, forward_hook
 
 # SD 1.x decoder layers (numbered resnet by resnet, 0 = lowest resolution) named by the paper.
@@ -80,6 +90,10 @@ class PnPParams(MethodParams):
         choices=("constant", "linear", "exp"), advanced=True, label="Share over the steps")
     guidance: float = param(7.5, "Classifier-free guidance scale (10 suits real photos).", min=1.0, max=30.0,
                             label="Prompt strength")
+    local_blend: bool = param(True, "Keep the rest: with a source prompt, only where the words that differ "
+                                    "between it and the prompt are seen may the picture change (Prompt-to-"
+                                    "Prompt's local blending; not in the official PnP). Off, or with no source "
+                                    "prompt, the whole picture is restyled.", label="Only change what the words name")
 
     def check(self) -> None:
         if self.negative_schedule == "constant" and self.negative_alpha < 1.0 and not self.source_prompt.strip():
@@ -178,6 +192,20 @@ class FeatureInjection:
 
 # ---- the edit ----------------------------------------------------------------------------------
 
+def changed_words_blend(model: DiffusionModel, p: PnPParams, latent_hw: tuple[int, int],
+                        steps: int) -> Optional[LocalBlend]:
+    """Local blending of the words the prompt changed against the source prompt (the source's in
+    the source branch, the prompt's in the target's); None when off, without a source prompt or
+    when the two prompts say the same."""
+    if not p.local_blend or not p.source_prompt.strip():
+        return None
+    ids = model.tokenize([p.source_prompt, p.prompt])
+    src_pos, tgt_pos = changed_positions(ids[0].tolist(), ids[1].tolist(), model.tokenizer.eos_token_id)
+    if not src_pos and not tgt_pos:
+        return None
+    return LocalBlend.for_unet(model.unet, src_pos, tgt_pos, latent_hw, steps)
+
+
 def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory, p: PnPParams,
                 reporter: Optional[Reporter] = None, keep_mask: Optional[torch.Tensor] = None,
                 observers: Sequence[AttentionHook] = ()) -> tuple[torch.Tensor, dict]:
@@ -204,6 +232,7 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
             for src in (False, True) for neg in (False, True)}
     qk = QKInjection(plan.attention_layers)
     feat = FeatureInjection()
+    blend = changed_words_blend(model, p, tuple(traj.clean.shape[-2:]), n)
     batches: dict[int, int] = {}
 
     def predict(x: torch.Tensor, i: int, t: int) -> torch.Tensor:
@@ -216,6 +245,8 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
         feat.active = i < n_feat
         qk.active = i < n_attn
         target = x.expand(rows - with_source, *x.shape[1:])
+        if blend is not None:  # the conditional target row; the source row over the injection window
+            blend.rows = (int(with_source) + int(cfg), 0 if i < n_inject else None)
         latents = torch.cat([traj.at(i).to(x.device), target]) if with_source else target
         out = unet_forward(model, latents, t, emb)[int(with_source):]
         if not cfg:
@@ -226,12 +257,16 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
         return uncond + p.guidance * (cond - uncond)
 
     after_step = keep_outside_trajectory(keep_mask, traj)
-    with attention_hooks(model.unet, qk, *observers), forward_hook(plan.feature_module, feat):
+    if blend is not None:
+        after_step = blend.after_step(traj, then=after_step)
+    hooks = (qk, *observers) if blend is None else (qk, blend, *observers)
+    with attention_hooks(model.unet, *hooks), forward_hook(plan.feature_module, feat):
         latent = denoise(model, schedule, traj.noisiest, predict, reporter, stage="edit",
                          after_step=after_step)
     info = {"feature_layer": plan.feature_name, "feature_steps": n_feat,
             "attention_layers": list(plan.attention_names), "attention_steps": n_attn,
-            "unet_batches": {f"batch {b}": c for b, c in sorted(batches.items())}}
+            "unet_batches": {f"batch {b}": c for b, c in sorted(batches.items())},
+            "local_blend": None if blend is None else blend.report()}
     return latent, info
 
 

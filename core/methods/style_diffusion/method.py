@@ -49,7 +49,7 @@ from ...cache import content_key
 from ...context import EditContext, MethodOutput
 from ...errors import InvalidInput
 from ...events import Reporter
-from ...local_blend import LocalBlend, swapped_positions, token_positions
+from ...local_blend import LocalBlend, content_length, lcs_pairs, swapped_positions, token_positions
 from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...params import MethodParams, param
@@ -252,33 +252,6 @@ class Alignment:
     kind: str               # "word swap" | "refinement"
 
 
-def _content_length(ids: list[int], eos: int) -> int:
-    """Number of tokens between BOS and the first EOS."""
-    for j in range(1, len(ids)):
-        if ids[j] == eos:
-            return j - 1
-    return len(ids) - 1
-
-
-def _lcs_pairs(a: list[int], b: list[int]) -> list[tuple[int, int]]:
-    """Index pairs (i in a, j in b) of a longest common subsequence."""
-    n, m = len(a), len(b)
-    table = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n - 1, -1, -1):
-        for j in range(m - 1, -1, -1):
-            table[i][j] = table[i + 1][j + 1] + 1 if a[i] == b[j] else max(table[i + 1][j], table[i][j + 1])
-    pairs, i, j = [], 0, 0
-    while i < n and j < m:
-        if a[i] == b[j]:
-            pairs.append((i, j))
-            i, j = i + 1, j + 1
-        elif table[i + 1][j] >= table[i][j + 1]:
-            i += 1
-        else:
-            j += 1
-    return pairs
-
-
 def align_tokens(model: DiffusionModel, source: str, target: str) -> Alignment:
     """Prompt-to-Prompt token alignment. Equal token counts: word swap (position j ↔ j, every map
     replaced). Otherwise refinement: content tokens matched by longest common subsequence; tokens only
@@ -287,13 +260,13 @@ def align_tokens(model: DiffusionModel, source: str, target: str) -> Alignment:
     src, tgt = ids[0].tolist(), ids[1].tolist()
     length = len(tgt)
     eos = model.tokenizer.eos_token_id
-    ns, nt = _content_length(src, eos), _content_length(tgt, eos)
+    ns, nt = content_length(src, eos), content_length(tgt, eos)
     if ns == nt:
         return Alignment(torch.arange(length), torch.ones(length), "word swap")
     mapping = torch.zeros(length, dtype=torch.long)
     alphas = torch.zeros(length)
     mapping[0], alphas[0] = 0, 1.0
-    for i, j in _lcs_pairs(src[1: 1 + ns], tgt[1: 1 + nt]):
+    for i, j in lcs_pairs(src[1: 1 + ns], tgt[1: 1 + nt]):
         mapping[1 + j], alphas[1 + j] = 1 + i, 1.0
     for j in range(1 + nt, length):
         mapping[j], alphas[j] = min(length - 1, j - nt + ns), 1.0

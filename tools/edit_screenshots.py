@@ -102,11 +102,12 @@ def shoot(out: Path, pump) -> None:
     win.edit_dock.setFloating(True)
     win.edit_dock.resize(380, 900)
     for name, file in (("drag", "05_drag_form_labels.png"), ("pix2pix-zero", "06_pix2pix_form_labels.png"),
-                       ("style-diffusion", "13_style_diffusion_form_labels.png")):
+                       ("style-diffusion", "13_style_diffusion_form_labels.png"),
+                       ("pnp", "14_pnp_form_labels.png")):
         panel.select_method(name)
         if panel.form.advanced is not None:
             panel.form.advanced.expand(animate=False)
-        pump()
+        pump(0.3)  # the collapsible lays its content out on the next events
         panel.grab().save(str(out / file))
     win.edit_dock.setFloating(False)
 

@@ -131,7 +131,7 @@ def test_inversion_round_trips(family_model):
 
 METHOD_PARAMS = {
     "reconstruct": dict(prompt="a picture", steps=4),
-    "pnp": dict(prompt="a blue picture", steps=4),
+    "pnp": dict(prompt="a blue picture", source_prompt="a red picture", steps=4),  # local blending too
     "drag": dict(points=[(12, 10, 20, 12)], lora_steps=2, drag_steps=2, steps=6),
     "quick-drag": dict(points=[(12, 10, 20, 12)], steps=6),
     "pix2pix-zero": dict(source_word="cat", target_word="dog", source_prompt="a cat", steps=3, reg_steps=1),
@@ -186,6 +186,8 @@ def test_every_method_runs_on_every_family_and_keeps_outside_the_mask(family_mod
     if method == "pix2pix-zero":  # the official <= 0.01 on v-prediction models: a tenth of the step
         expected = params.get("xa_guidance", 0.1) * (0.1 if model.prediction_type == "v_prediction" else 1.0)
         assert res.info["xa_step"] == pytest.approx(expected)
+    if method == "pnp":  # the changed words' blend runs on every family's text encoder(s) and attention
+        assert 0.0 < res.info["local_blend"]["editable_share"] <= 1.0
 
 
 def test_a_method_refuses_a_family_it_does_not_support(family_model):

@@ -93,7 +93,8 @@ class PnPParams(MethodParams):
     local_blend: bool = param(True, "Keep the rest: with a source prompt, only where the words that differ "
                                     "between it and the prompt are seen may the picture change (Prompt-to-"
                                     "Prompt's local blending; not in the official PnP). Off, or with no source "
-                                    "prompt, the whole picture is restyled.", label="Only change what the words name")
+                                    "prompt, the whole picture is restyled: untick it for a restyle of the whole "
+                                    "picture ('a photo' -> 'a watercolour').", label="Only change what the words name")
 
     def check(self) -> None:
         if self.negative_schedule == "constant" and self.negative_alpha < 1.0 and not self.source_prompt.strip():

@@ -90,7 +90,8 @@ TALL = dict(w=48, h=64, cx=0.58, cy=0.40, shape="square", size="large")
 KNOWN_GAPS = {  # case: (why, beats the control)
     "pix2pix-zero-full": ("the square grows (IoU ~0.4) and drifts ~3 px toward the trained place the caption "
                           "names", True),
-    "pix2pix-zero-short": ("with a short caption the square drifts ~3 px and loses part of its outline (IoU ~0.5)", True),
+    "pix2pix-zero-short": ("with a short caption the square drifts ~3 px and loses part of its outline "
+                           "(IoU ~0.5)", True),
 }
 
 

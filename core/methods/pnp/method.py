@@ -260,7 +260,7 @@ def pnp_denoise(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory,
     after_step = keep_outside_trajectory(keep_mask, traj)
     if blend is not None:
         after_step = blend.after_step(traj, then=after_step)
-    hooks = (qk, *observers) if blend is None else (qk, blend, *observers)
+    hooks = [qk] + ([blend] if blend is not None else []) + list(observers)
     with attention_hooks(model.unet, *hooks), forward_hook(plan.feature_module, feat):
         latent = denoise(model, schedule, traj.noisiest, predict, reporter, stage="edit",
                          after_step=after_step)

@@ -241,6 +241,36 @@ def test_prompt_to_prompt_control_replaces_target_maps(tiny_model, uncond_steps)
     assert n_cross >= 4 and n_self >= 1
 
 
+def test_new_words_are_emphasised_as_the_official_equalizer(tiny_model):
+    # The official editing stacks P2P's AttentionReweight on every replacement: the new word's
+    # replaced cross-attention ×2 (not renormalised), the other tokens as replaced.
+    model = tiny_model
+    p = sd.StyleDiffusionParams(source_prompt="a cat", prompt="a red cat")
+    eq = sd.new_word_equalizer(model, p)
+    # Char tokenizer: "a red cat" = [bos, a, r, e, d, c, a, t, eos…]: the new tokens are r, e, d (2-4).
+    assert eq[:9].tolist() == [1, 1, 2, 2, 2, 1, 1, 1, 1] and bool((eq[9:] == 1).all())
+    assert sd.new_word_equalizer(model, sd.StyleDiffusionParams(source_prompt="a cat", prompt="a red cat",
+                                                                new_word_weight=1.0)) is None
+    assert sd.new_word_equalizer(model, sd.StyleDiffusionParams(source_prompt="a cat", prompt="a cat")) is None
+
+    al = sd.align_tokens(model, "a cat", "a red cat")
+    _, self_layers = sd.layer_selectors(model.unet)
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    emb = model.encode_text(["", "", "a red cat", "a cat"])
+    maps = {}
+    for name, equalizer in (("plain", None), ("weighted", eq)):
+        control = sd.PromptToPromptControl(al, self_layers, 1, 1, 0, equalizer)
+        rec = AttentionRecorder(lambda layer: layer.is_cross, what=("probs",))
+        with torch.no_grad(), attention_hooks(model.unet, control, rec):
+            from core.unet_calls import unet_forward
+            unet_forward(model, torch.cat([x + 0.3, x - 0.3, x + 0.5, x - 0.5]), 500, emb)
+        maps[name] = {k: calls[0]["probs"][sd.TGT_C] for k, calls in rec.records.items()}
+    layer = next(iter(maps["plain"]))
+    plain, weighted = maps["plain"][layer], maps["weighted"][layer]
+    torch.testing.assert_close(weighted[..., 2:5], 2 * plain[..., 2:5])
+    torch.testing.assert_close(weighted[..., [0, 1, 5, 6]], plain[..., [0, 1, 5, 6]])
+
+
 def test_end_to_end_with_mask_keeps_outside_and_cache_skips_training(styled_model):
     eng = engine_for(styled_model)
     rgb = to_uint8(smooth_image(2, 32, 40))

@@ -17,6 +17,9 @@ in one batched UNet call per step, with Prompt-to-Prompt control:
 - the target's value input is the *target* prompt's embedding through the learned scale and shift
   of that step (value = c_target·scale + shift) for the first τ_v of the steps, its plain embedding
   afterwards: so a word swap acts on the values from the first step, as in the official code;
+- the new words emphasised: while the maps are copied, the target's cross-attention on the words
+  the source lacks is multiplied by `new_word_weight` (P2P's `AttentionReweight`, which every
+  official StyleDiffusion edit stacks on the replacement: `eq_params` = the new word, ×2);
 - "improved unconditional branch": Prompt-to-Prompt edits only the conditional half of CFG; for the
   first τ_u of the steps the source's self-attention maps are also injected into the unconditional
   half, so the negative branch keeps the source's layout too.
@@ -49,7 +52,8 @@ from ...cache import content_key
 from ...context import EditContext, MethodOutput
 from ...errors import InvalidInput
 from ...events import Reporter
-from ...local_blend import LocalBlend, content_length, lcs_pairs, swapped_positions, token_positions
+from ...local_blend import (LocalBlend, changed_positions, content_length, lcs_pairs, swapped_positions,
+                           token_positions)
 from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...params import MethodParams, param
@@ -85,6 +89,10 @@ class StyleDiffusionParams(MethodParams):
     tau_u: float = param(0.0, "Fraction of the steps that also control the unconditional branch of "
                          "guidance (keeps the layout under strong guidance).", min=0.0, max=1.0, advanced=True,
                          label="Layout kept under strong guidance")
+    new_word_weight: float = param(2.0, "Emphasis of the new words while the layout is copied: their "
+                                   "cross-attention is multiplied by this (the official editing's equalizer, "
+                                   "2 for a word swap; 1 = off, higher pushes the new word harder).",
+                                   min=0.0, max=10.0, advanced=True, label="New words' emphasis")
     local_blend: bool = param(True, "Keep the rest: only where the swapped words are seen may the picture "
                               "change (Prompt-to-Prompt local blending, as the official word-swap edits). "
                               "Off for a restyle of the whole picture.", label="Change only the swapped words")
@@ -314,11 +322,17 @@ TGT_U, SRC_U, TGT_C, SRC_C = 0, 1, 2, 3
 
 
 class PromptToPromptControl(AttentionHook):
-    """Replaces the target branch's attention maps by the source branch's in one batched call."""
+    """Replaces the target branch's attention maps by the source branch's in one batched call.
+
+    equalizer ([77] or None): multiplies the target's replaced cross-attention maps per text token
+    (Prompt-to-Prompt's `AttentionReweight`, which every official StyleDiffusion edit stacks on the
+    replacement: the new word ×2). Not renormalised, as the official."""
 
     def __init__(self, alignment: Alignment, self_layers: Callable[[LayerInfo], bool],
-                 cross_steps: int, self_steps: int, uncond_steps: int):
+                 cross_steps: int, self_steps: int, uncond_steps: int,
+                 equalizer: Optional[torch.Tensor] = None):
         self.alignment = alignment
+        self.equalizer = equalizer
         self.self_layers = self_layers
         self.cross_steps, self.self_steps, self.uncond_steps = cross_steps, self_steps, uncond_steps
         self.step = 0
@@ -335,7 +349,12 @@ class PromptToPromptControl(AttentionHook):
         cross = call.layer.is_cross
         out = p.clone()
         if self.step < (self.cross_steps if cross else self.self_steps):
-            out[TGT_C] = aligned(p[SRC_C], p[TGT_C], self.alignment, -1) if cross else p[SRC_C]
+            if cross:
+                out[TGT_C] = aligned(p[SRC_C], p[TGT_C], self.alignment, -1)
+                if self.equalizer is not None:
+                    out[TGT_C] = out[TGT_C] * self.equalizer.to(out)
+            else:
+                out[TGT_C] = p[SRC_C]
         if not cross and self.step < self.uncond_steps:
             out[TGT_U] = p[SRC_U]  # the official improved unconditional branch: self-attention only
         return out
@@ -505,6 +524,21 @@ def local_blend_for(model: DiffusionModel, p: StyleDiffusionParams, alignment: A
     return LocalBlend.for_unet(model.unet, src_pos, tgt_pos, latent_hw, steps)
 
 
+def new_word_equalizer(model: DiffusionModel, p: StyleDiffusionParams) -> Optional[torch.Tensor]:
+    """[77] per-token weights of the target's cross-attention: `new_word_weight` on the tokens the
+    target prompt has that the source lacks (the swapped or added words; the official names them in
+    `eq_params`), 1 elsewhere. None when the weight is 1 or no word is new."""
+    if p.new_word_weight == 1.0:
+        return None
+    ids = model.tokenize([p.source_prompt, p.prompt])
+    _, new_positions = changed_positions(ids[0].tolist(), ids[1].tolist(), model.tokenizer.eos_token_id)
+    if not new_positions:
+        return None
+    eq = torch.ones(ids.shape[1])
+    eq[new_positions] = p.new_word_weight
+    return eq
+
+
 def steps_for(tau: float, n: int) -> int:
     return int(round(tau * n))
 
@@ -529,7 +563,7 @@ def edit_latents(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajectory
     n = schedule.steps
     _, self_layers = layer_selectors(model.unet)
     control = PromptToPromptControl(alignment, self_layers, steps_for(p.tau_c, n), steps_for(p.tau_s, n),
-                                    steps_for(p.tau_u, n))
+                                    steps_for(p.tau_u, n), new_word_equalizer(model, p))
     control_end = n if keep_source else max(control.cross_steps, control.self_steps, control.uncond_steps)
     values = ValueHook()
     v_steps = steps_for(p.tau_v, n)

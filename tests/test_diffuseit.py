@@ -276,6 +276,23 @@ def test_semantic_divergence_rewards_moving_away(tiny_model, encoders):
     assert objective.total(with_sem).item() == pytest.approx(objective.total(terms).item() - p.w_sem, rel=1e-5)
 
 
+def test_semantic_divergence_acts_above_half_the_schedule_as_the_official(tiny_model):
+    # The official: while the respaced index exceeds diff_iter, 50 of 100 (text command) and 100 of
+    # 200 (image command) steps, i.e. above t = T/2; not a share of the kept steps.
+    from core.methods.diffuseit.method import semantic_divergence_at
+    from core.schedule import DDIMSchedule
+
+    for steps in (100, 200):
+        schedule = DDIMSchedule(tiny_model.scheduler_config, steps)
+        top = len(schedule.alphas_cumprod)
+        on = [t for t in schedule.timesteps if semantic_divergence_at(schedule, t)]
+        assert on and min(on) > top / 2
+        assert all(semantic_divergence_at(schedule, t) == (t > top / 2) for t in schedule.timesteps)
+        # at the default skip (the first 40 % skipped) it acts on about a sixth of the kept steps
+        kept = [t for t in schedule.timesteps[int(0.4 * steps):]]
+        assert 0.1 < sum(semantic_divergence_at(schedule, t) for t in kept) / len(kept) < 0.25
+
+
 def test_normalisation_read_from_the_model_folder(tmp_path):
     import json
 

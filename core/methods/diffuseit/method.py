@@ -14,7 +14,7 @@ converts the paper's pixel-space setting to SD's latents (see GUIDANCE_SCALE_NOT
 Losses (l_total): structure = DINO last-layer key self-similarity + patch InfoNCE against the source;
 style = directional CLIP over augmented cut-outs (text) or DINO [CLS] distance + weak pixel MSE to
 the style image (image); range loss; minus the semantic divergence (the [CLS] distance to the
-previous step's x̂0) in the early steps. The first kept step is redone `resample` times (step, then
+previous step's x̂0) while t > T/2 (SEM_UNTIL). The first kept step is redone `resample` times (step, then
 re-noise back to its timestep) before the run proceeds. Image-guided results finally get the
 official image-guided command's colour matching (colour_match.py: MKL transfer onto the style
 image's colours), unless `color_match` is off.
@@ -48,7 +48,16 @@ from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
 
 CLIP_DEFAULT = "openai/clip-vit-base-patch32"  # the CLIP DiffuseIT was built with (AUX_DEFAULTS has B/16)
-SEM_EARLY = 0.25  # semantic divergence acts in resampling and the first quarter of the kept steps
+# The semantic divergence acts while the timestep is above this share of the training schedule:
+# the official applies it where the respaced step index exceeds `diff_iter`, 50 of 100 steps in the
+# text-guided command and 100 of 200 in the image-guided one, so above t = T/2 in both (the
+# resampling at the first kept step included, whenever that step lies above it).
+SEM_UNTIL = 0.5
+
+
+def semantic_divergence_at(schedule: DDIMSchedule, t: int) -> bool:
+    """Whether the semantic divergence reward acts at timestep t (see SEM_UNTIL)."""
+    return t > SEM_UNTIL * len(schedule.alphas_cumprod)
 
 GUIDANCE_SCALE_NOTE = """\
 guidance_scale = 1 applies the paper's update (mean + sigma_t^2 * gradient, its loss weights) as is
@@ -80,7 +89,7 @@ class DiffuseITParams(MethodParams):
                           label="Structure kept")
     w_contrast: float = param(200.0, "Weight of the patch-wise contrastive (structure) loss.", min=0,
                               advanced=True, label="Detail kept")
-    w_sem: float = param(100.0, "Weight of the semantic divergence reward in the early steps.", min=0,
+    w_sem: float = param(100.0, "Weight of the semantic divergence reward, while the noise is above half (t > T/2, as the official).", min=0,
                          advanced=True, label="Early change reward")
     w_range: float = param(200.0, "Weight of the loss keeping the predicted image in range.", min=0,
                            advanced=True, label="Colour range kept")
@@ -320,15 +329,15 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
         t, t_prev = schedule.timesteps[start], schedule.prev_timestep(start)
         ratio = schedule.alpha(t) / schedule.alpha(t_prev)
         for r in range(p.resample):
-            x_prev, x0 = step(x, start, True, p.seed * 1_000_003 + r)
+            x_prev, x0 = step(x, start, semantic_divergence_at(schedule, t), p.seed * 1_000_003 + r)
             z = torch.randn(x.shape, generator=gen).to(ctx.device)
             x = math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * z  # back to the first kept timestep
             rep.step(r + 1, p.resample, latent_preview(model, x0))
 
     rep.stage("guide", kept)
-    early_steps = max(1, math.ceil(SEM_EARLY * kept))
     for k, i in enumerate(range(start, p.steps)):
-        x, x0 = step(x, i, k < early_steps, p.seed * 1_000_003 + p.resample + k)
+        early = semantic_divergence_at(schedule, schedule.timesteps[i])
+        x, x0 = step(x, i, early, p.seed * 1_000_003 + p.resample + k)
         rep.step(k + 1, kept, latent_preview(model, x0))
 
     rep.stage("decode", 1)

@@ -21,6 +21,15 @@ long side: at 4×4 (a 64 px picture's quarter) one cell is a quarter of the pict
 cannot tell an object from its surroundings. So SD 1.x at 512 px reads the official layers, and
 smaller latents read the next finer level.
 
+A word's map that marks no place is left out of the union: when its floor is above half its peak
+(after the pool), every cell draws at least half the attention of the best one, and stretching that
+map from floor to peak turns its noise into a mask. This happens when the model spreads the new
+word over the whole picture ("a red shape" → "a blue shape" with two shapes: the target's "blue"
+sits at 68 % of its peak everywhere and would free 80 % of the latent, where the source's "red"
+marks the star), which is exactly the repaint the blend is there to stop. SD's localised maps fall to
+about 0 away from the word, the demo's to 20–47 % of their peak, so a word that is somewhere is
+never left out; when every map is flat, the union of all of them stands (the edit is global).
+
 `LocalBlend` is an attention hook (the recording) with a `blend` step (the reset); the method
 tells it, per call, which batch rows are the target and the source conditional branches."""
 from __future__ import annotations
@@ -37,6 +46,7 @@ THRESHOLD = 0.3        # the official threshold on the max-normalised map
 START = 0.2            # the official start: blending begins after this share of the steps
 OFFICIAL_FACTOR = 4    # SD 1.x at 512 px: 16×16 maps of a 64×64 latent
 MIN_CELLS = 8          # never coarser than this many cells on the latent's long side
+FLAT = 0.5             # a map whose floor is above this share of its peak marks no place
 
 
 def blend_factor(latent_hw: tuple[int, int], factors: Sequence[int]) -> Optional[int]:
@@ -105,6 +115,11 @@ def changed_positions(source_ids: Sequence[int], target_ids: Sequence[int], eos:
             [j for j in range(1, 1 + nt) if j not in tgt_kept])
 
 
+def marks_a_place(word_map: torch.Tensor) -> bool:
+    """Whether a (pooled) word map is localised: its floor under FLAT of its peak (module note)."""
+    return float(word_map.amin()) < FLAT * float(word_map.amax())
+
+
 def cross_attention_factors(unet) -> list[int]:
     """The latent downsampling factors at which the UNet has cross-attention (1 = full latent size):
     one per down level with cross-attention (the up levels mirror them)."""
@@ -140,6 +155,7 @@ class LocalBlend(AttentionHook):
         self.rows: Optional[tuple[int, Optional[int]]] = None
         self.sums: dict[str, torch.Tensor] = {}    # "source"/"target" -> [h, w] summed map
         self.last_mask: Optional[torch.Tensor] = None
+        self.last_flat: list[str] = []              # the maps the last mask left out (no place marked)
 
     @classmethod
     def for_unet(cls, unet, source_tokens: Sequence[int], target_tokens: Sequence[int],
@@ -150,7 +166,8 @@ class LocalBlend(AttentionHook):
 
     def report(self) -> dict:
         """What the method's info says of it."""
-        return {"factor": self.factor, "grid": list(self.grid), "editable_share": self.coverage()}
+        return {"factor": self.factor, "grid": list(self.grid), "editable_share": self.coverage(),
+                "flat_maps_left_out": list(self.last_flat)}
 
     # ---- recording (an attention hook) ---------------------------------------------------------
     def applies(self, call: AttnCall) -> bool:
@@ -179,12 +196,15 @@ class LocalBlend(AttentionHook):
 
     # ---- blending --------------------------------------------------------------------------------
     def mask(self) -> Optional[torch.Tensor]:
-        """[1, 1, H, W] latent-size 0/1 mask: the union of the words' thresholded maps (None before
-        anything was recorded)."""
+        """[1, 1, H, W] latent-size 0/1 mask: the union of the words' thresholded maps, those that
+        mark no place left out unless all do (None before anything was recorded)."""
+        k = self.pool_radius
+        pooled = {name: F.max_pool2d(m[None, None], 2 * k + 1, stride=1, padding=k) if k else m[None, None]
+                  for name, m in self.sums.items()}
+        placed = {name: m for name, m in pooled.items() if marks_a_place(m)}
+        self.last_flat = [name for name in pooled if name not in placed] if placed else []
         union = None
-        for m in self.sums.values():
-            k = self.pool_radius
-            m = F.max_pool2d(m[None, None], 2 * k + 1, stride=1, padding=k) if k else m[None, None]
+        for m in (placed or pooled).values():
             m = F.interpolate(m, size=self.latent_hw, mode="nearest")
             m = (m - m.amin()) / (m.amax() - m.amin()).clamp_min(1e-12)
             m = (m > self.threshold).float()

@@ -69,6 +69,29 @@ def test_mask_is_measured_from_the_maps_floor_and_blending_resets_only_outside_i
     assert blend.coverage() == pytest.approx(16 / 256)
 
 
+def test_a_map_that_marks_no_place_is_left_out_of_the_union_unless_all_do():
+    # The target's word spread over the picture (floor 70 % of its peak, noise on top): stretched
+    # from floor to peak it would free about half the latent. The source's word marks one region.
+    blend = LocalBlend([3], [4], latent_hw=(16, 16), factor=2, steps=10)
+    placed = torch.full((8, 8), 0.2)
+    placed[2:4, 5:7] = 1.0
+    flat = 0.7 + 0.3 * torch.rand(8, 8, generator=torch.Generator().manual_seed(0))
+    blend.add("source", placed.flatten()[:, None].expand(64, 77).clone() * (torch.arange(77) == 3))
+    blend.add("target", flat.flatten()[:, None].expand(64, 77).clone() * (torch.arange(77) == 4))
+    mask = blend.mask()[0, 0]
+    expected = torch.zeros(16, 16)
+    expected[4:8, 10:14] = 1.0
+    torch.testing.assert_close(mask, expected)
+    blend.blend(torch.zeros(1, 4, 16, 16), torch.ones(1, 4, 16, 16), step=5)
+    assert blend.report()["flat_maps_left_out"] == ["target"]
+
+    # Every word flat: the edit is global, the union of all of them stands.
+    both = LocalBlend([3], [4], latent_hw=(16, 16), factor=2, steps=10)
+    both.add("source", flat.flatten()[:, None].expand(64, 77).clone() * (torch.arange(77) == 3))
+    both.add("target", flat.flatten()[:, None].expand(64, 77).clone() * (torch.arange(77) == 4))
+    assert both.mask().mean() > 0.3 and both.last_flat == []
+
+
 def test_blend_words_for_word_swaps_named_words_and_none_for_refinements(tiny_model):
     model = tiny_model
 

@@ -252,6 +252,7 @@ def test_new_words_are_emphasised_as_the_official_equalizer(tiny_model):
     assert sd.new_word_equalizer(model, sd.StyleDiffusionParams(source_prompt="a cat", prompt="a red cat",
                                                                 new_word_weight=1.0)) is None
     assert sd.new_word_equalizer(model, sd.StyleDiffusionParams(source_prompt="a cat", prompt="a cat")) is None
+    assert sd.new_word_equalizer(model, sd.StyleDiffusionParams(source_prompt="", prompt="a red cat")) is None
 
     al = sd.align_tokens(model, "a cat", "a red cat")
     _, self_layers = sd.layer_selectors(model.unet)

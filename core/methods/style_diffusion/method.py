@@ -91,7 +91,7 @@ class StyleDiffusionParams(MethodParams):
                          label="Layout kept under strong guidance")
     new_word_weight: float = param(2.0, "Emphasis of the new words while the layout is copied: their "
                                    "cross-attention is multiplied by this (the official editing's equalizer, "
-                                   "2 for a word swap; 1 = off, higher pushes the new word harder).",
+                                   "2 for a word swap; 1 = off, higher pushes the new word harder; needs a source prompt).",
                                    min=0.0, max=10.0, advanced=True, label="New words' emphasis")
     local_blend: bool = param(True, "Keep the rest: only where the swapped words are seen may the picture "
                               "change (Prompt-to-Prompt local blending, as the official word-swap edits). "
@@ -527,8 +527,9 @@ def local_blend_for(model: DiffusionModel, p: StyleDiffusionParams, alignment: A
 def new_word_equalizer(model: DiffusionModel, p: StyleDiffusionParams) -> Optional[torch.Tensor]:
     """[77] per-token weights of the target's cross-attention: `new_word_weight` on the tokens the
     target prompt has that the source lacks (the swapped or added words; the official names them in
-    `eq_params`), 1 elsewhere. None when the weight is 1 or no word is new."""
-    if p.new_word_weight == 1.0:
+    `eq_params`), 1 elsewhere. None when the weight is 1, without a source prompt (every word would
+    be new: there is no swap to emphasise) or when no word is new."""
+    if p.new_word_weight == 1.0 or not p.source_prompt.strip():
         return None
     ids = model.tokenize([p.source_prompt, p.prompt])
     _, new_positions = changed_positions(ids[0].tolist(), ids[1].tolist(), model.tokenizer.eos_token_id)

@@ -293,6 +293,29 @@ def test_semantic_divergence_acts_above_half_the_schedule_as_the_official(tiny_m
         assert 0.1 < sum(semantic_divergence_at(schedule, t) for t in kept) / len(kept) < 0.25
 
 
+def test_content_is_regularised_once_the_text_matches_as_the_official_text_command(tiny_model, encoders):
+    # --regularize_content: the contrastive loss counts double while the previous step's CLIP
+    # cosine to the target is above 0.5; the first step's "previous" is the source image's.
+    from core.methods.diffuseit.method import CONTENT_REGULARISE_COS
+
+    dino, clip = encoders_for(tiny_model, encoders)
+    p = DiffuseITParams.from_dict(dict(prompt="a painting", cutouts=2))
+    objective = Objective.build(p, dino, clip, to_pix(picture()))
+    cos0 = objective.feats.source_clip_cos
+    assert cos0 is not None and -1.0 <= cos0 <= 1.0
+    objective.clip_cos_prev = CONTENT_REGULARISE_COS - 0.1
+    assert objective.weights["contrast"] == p.w_contrast
+    objective.observe({"clip": torch.tensor(1.0 - (CONTENT_REGULARISE_COS + 0.1))})  # this step matched well
+    assert objective.weights["contrast"] == 2 * p.w_contrast and objective.weights["ssim"] == p.w_ssim
+    objective.observe({"clip": torch.tensor(0.9)})
+    assert objective.weights["contrast"] == p.w_contrast and objective.regularised_steps == 1
+    # image guidance has no CLIP target: never regularised this way
+    style = Objective.build(DiffuseITParams.from_dict(dict(style_image="x.png")), dino, None, to_pix(picture()),
+                            style_pix=to_pix(picture(seed=1)))
+    style.clip_cos_prev = 0.9
+    assert style.weights["contrast"] == p.w_contrast
+
+
 def test_normalisation_read_from_the_model_folder(tmp_path):
     import json
 

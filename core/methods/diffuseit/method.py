@@ -53,6 +53,10 @@ CLIP_DEFAULT = "openai/clip-vit-base-patch32"  # the CLIP DiffuseIT was built wi
 # text-guided command and 100 of 200 in the image-guided one, so above t = T/2 in both (the
 # resampling at the first kept step included, whenever that step lies above it).
 SEM_UNTIL = 0.5
+# The official text command's --regularize_content: the contrastive loss ×2 while the previous
+# step's CLIP loss (−cos to the target) is below −0.5.
+CONTENT_REGULARISE_COS = 0.5
+CONTENT_REGULARISE_FACTOR = 2.0
 
 
 def semantic_divergence_at(schedule: DDIMSchedule, t: int) -> bool:
@@ -131,19 +135,39 @@ class SourceFeatures:
     direction: Optional[torch.Tensor] = None  # CLIP target direction (text guidance)
     style_cls: Optional[torch.Tensor] = None  # DINO [CLS] of the style image (image guidance)
     style_pix: Optional[torch.Tensor] = None  # style image, -1..1, cropped like the source
+    source_clip_cos: Optional[float] = None   # cos(E_I(source), direction): the first step's "previous"
 
 
 class Objective:
-    """l_total of DiffuseIT on decoded pixels (cropped to the picture, -1..1, unclamped)."""
+    """l_total of DiffuseIT on decoded pixels (cropped to the picture, -1..1, unclamped).
+
+    Text guidance regularises the content as the official text command (`--regularize_content`):
+    once the image matches the CLIP target well (the previous step's cosine above
+    CONTENT_REGULARISE_COS), the contrastive structure loss counts double (`content_factor`), so the
+    translation stops trading structure for a text match it already has."""
 
     def __init__(self, p: DiffuseITParams, dino: DinoEncoder, clip: Optional[ClipEncoder], feats: SourceFeatures):
         self.p, self.dino, self.clip, self.feats = p, dino, clip, feats
         self.text = feats.direction is not None
+        self.clip_cos_prev = feats.source_clip_cos
+        self.regularised_steps = 0
+
+    @property
+    def content_factor(self) -> float:
+        matched = self.text and self.clip_cos_prev is not None and self.clip_cos_prev > CONTENT_REGULARISE_COS
+        return CONTENT_REGULARISE_FACTOR if matched else 1.0
+
+    def observe(self, terms: dict) -> None:
+        """After a step: remember its CLIP match for the next step's content factor."""
+        if self.content_factor != 1.0:
+            self.regularised_steps += 1
+        if "clip" in terms:
+            self.clip_cos_prev = 1.0 - float(terms["clip"])
 
     @property
     def weights(self) -> dict:
         p = self.p
-        w = dict(ssim=p.w_ssim, contrast=p.w_contrast, range=p.w_range, sem=-p.w_sem)
+        w = dict(ssim=p.w_ssim, contrast=p.w_contrast * self.content_factor, range=p.w_range, sem=-p.w_sem)
         w.update(dict(clip=p.w_clip) if self.text else dict(style=p.w_style, mse=p.w_mse))
         return w
 
@@ -190,6 +214,7 @@ class Objective:
                 src_txt = (cached(("clip-text", clip.aux.source, p.source_prompt),
                                   lambda: clip.text([p.source_prompt])) if p.source_prompt.strip() else None)
                 feats.direction = text_direction(trg, src_img, src_txt)
+                feats.source_clip_cos = float((src_img.reshape(-1) * feats.direction.reshape(-1)).sum())
             else:
                 feats.style_pix = style_pix
                 feats.style_cls = cached(("dino-style", dino.aux.source, str(source_pix.device), style_key),
@@ -309,6 +334,7 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
                 (grad,) = torch.autograd.grad(pix, x_in, g_pix / s)
                 grad = torch.nan_to_num(grad * s, nan=0.0, posinf=0.0, neginf=0.0)  # fp16 overflow: skip
             prev_cls, last_terms = cls.detach(), {k: v.detach() for k, v in terms.items()}
+            objective.observe(last_terms)
         with torch.no_grad():
             x0, eps = x0.detach(), eps.detach()
             x_prev = schedule.from_x0(x0, eps, t_prev)
@@ -351,6 +377,7 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
     info = dict(start_timestep=schedule.timesteps[start], guided_steps=(kept + p.resample) if guided else 0,
                 color_matched=matched,
                 guidance_clipped_steps=int(clipped.item()),
+                content_regularised_steps=objective.regularised_steps,
                 losses={k: round(float(v), 6) for k, v in last_terms.items()})
     return MethodOutput(out, info)
 

@@ -39,6 +39,9 @@ def make_application():
     app.setOrganizationName("Malleable")
     app.setApplicationDisplayName("Malleable")
     apply_dark_theme(app)
+    from .gui_gc import GuiThreadCollector
+
+    GuiThreadCollector.install(app)  # cycles are collected on this thread only (see gui_gc)
     return app
 
 

@@ -9,6 +9,28 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cycles_collected_on_the_main_thread():
+    """As in the application (editor_app/gui_gc.py): no automatic collection, so the engine's
+    threads never collect (and never destroy a test's Qt objects off the GUI thread); the main
+    thread collects what is due after every test (`collect_after_each_test`)."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    yield
+    if was:
+        gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def collect_after_each_test():
+    from editor_app.gui_gc import collect_if_due
+
+    yield
+    collect_if_due()
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     from tests.tiny import build_tiny_model

@@ -14,10 +14,11 @@ converts the paper's pixel-space setting to SD's latents (see GUIDANCE_SCALE_NOT
 Losses (l_total): structure = DINO last-layer key self-similarity + patch InfoNCE against the source;
 style = directional CLIP over augmented cut-outs (text) or DINO [CLS] distance + weak pixel MSE to
 the style image (image); range loss; minus the semantic divergence (the [CLS] distance to the
-previous step's x̂0) while t > T/2 (SEM_UNTIL). The first kept step is redone `resample` times (step, then
-re-noise back to its timestep) before the run proceeds. Image-guided results finally get the
-official image-guided command's colour matching (colour_match.py: MKL transfer onto the style
-image's colours), unless `color_match` is off.
+previous step's x̂0) while t > T/2 (SEM_UNTIL). The first kept step is redone `resample` times
+(step, then re-noise back to its timestep) before the run proceeds. Text guidance doubles the
+contrastive loss once the CLIP target is well met (the official `--regularize_content`, see
+Objective). Image-guided results finally get the official image-guided command's colour matching
+(colour_match.py: MKL transfer onto the style image's colours), unless `color_match` is off.
 """
 from __future__ import annotations
 
@@ -93,8 +94,8 @@ class DiffuseITParams(MethodParams):
                           label="Structure kept")
     w_contrast: float = param(200.0, "Weight of the patch-wise contrastive (structure) loss.", min=0,
                               advanced=True, label="Detail kept")
-    w_sem: float = param(100.0, "Weight of the semantic divergence reward, while the noise is above half (t > T/2, as the official).", min=0,
-                         advanced=True, label="Early change reward")
+    w_sem: float = param(100.0, "Weight of the semantic divergence reward, while the noise is above half "
+                         "(t > T/2, as the official).", min=0, advanced=True, label="Early change reward")
     w_range: float = param(200.0, "Weight of the loss keeping the predicted image in range.", min=0,
                            advanced=True, label="Colour range kept")
     w_style: float = param(2000.0, "Weight of the DINO [CLS] style loss (image guidance).", min=0,

@@ -91,7 +91,8 @@ class StyleDiffusionParams(MethodParams):
                          label="Layout kept under strong guidance")
     new_word_weight: float = param(2.0, "Emphasis of the new words while the layout is copied: their "
                                    "cross-attention is multiplied by this (the official editing's equalizer, "
-                                   "2 for a word swap; 1 = off, higher pushes the new word harder; needs a source prompt).",
+                                   "2 for a word swap; 1 = off, higher pushes the new word harder; needs a "
+                                   "source prompt).",
                                    min=0.0, max=10.0, advanced=True, label="New words' emphasis")
     local_blend: bool = param(True, "Keep the rest: only where the swapped words are seen may the picture "
                               "change (Prompt-to-Prompt local blending, as the official word-swap edits). "

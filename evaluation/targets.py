@@ -16,7 +16,9 @@ captions holds only where the model could redraw the picture from the caption. D
 object IoU, shape kept, at least 0.8.
 
 A target is a mean over the samples that have the measure (the table's convention): a background
-identical to the input has an infinite PSNR, left out of the mean, so the mean errs low."""
+identical to the input has an infinite PSNR, left out of the mean, so the mean errs low. A lost
+object has no centroid, so the shift's mean would flatter a method that deletes the object: the
+shift cell says how many of its samples lost it ("1.13 ✓, 1 lost"); their IoU counts as read (0)."""
 from __future__ import annotations
 
 import math
@@ -127,9 +129,17 @@ def text_targets(docs: dict, methods) -> list[str]:
         styles = [] if m == IDENTITY else [s for s in PROMPT_STYLES if any(r.get("prompt_style") == s for r in rows)]
         for style in ["all"] + styles:
             subset = rows if style == "all" else [r for r in rows if r.get("prompt_style") == style]
-            cells = [_mark(t, t.value(subset), t.key in TEXT_HELD[m]) for t in TEXT_TARGETS]
+            cells = [_mark(t, t.value(subset), t.key in TEXT_HELD[m]) + _lost(t, subset) for t in TEXT_TARGETS]
             lines.append(f"| {m} | {style} | {len(subset)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _lost(target: Target, rows: list[dict]) -> str:
+    """", N lost" beside the shift when N of the rows lost the object (see the module note)."""
+    if target.key != "centroid_shift":
+        return ""
+    lost = sum(1 for r in rows if r.get("object_found") is False)
+    return f", {lost} lost" if lost else ""
 
 
 DRAG_HELD = CONTROLS + ("drag", "quick-drag")

@@ -51,6 +51,14 @@ def test_iou_is_read_only_where_the_edit_keeps_the_shape_and_diffuseit_is_held_t
     assert line(out, "| diffuseit | all | 2 |") == "| diffuseit | all | 2 | 1.00 | 0.85 ✓ | 0.50 | 27.5 |"
 
 
+def test_the_shift_cell_says_how_many_samples_lost_the_object():
+    # A deleted object has no centroid: the mean is over the others, and the cell says so.
+    rows = [text_row("full", shift=1.0), {**text_row("full", shift=None, iou=0.0), "object_found": False}]
+    out = table(text={"pnp": doc(rows)})
+    assert line(out, "| pnp | all | 2 |") == "| pnp | all | 2 | 1.00 ✓, 1 lost | 0.45 ✗ | 1.00 ✓ | 35.0 ✓ |"
+    assert "lost" not in line(table(text={"pnp": doc(rows[:1])}), "| pnp | all | 1 |")
+
+
 def test_drag_targets_read_the_median_reach_and_the_worst_outside_psnr():
     rows = [{"status": "ok", "initial_distance": 10.0, "mean_distance_truth": d, "psnr_outside_mask": p,
              "passes": {"unet": u}, "flags": {}} for d, p, u in ((1.0, 40.0, 100), (2.0, 28.0, 120), (9.0, 45.0, 90))]

@@ -115,6 +115,14 @@ def changed_positions(source_ids: Sequence[int], target_ids: Sequence[int], eos:
             [j for j in range(1, 1 + nt) if j not in tgt_kept])
 
 
+def changed_prompt_positions(model, source_prompt: str, prompt: str) -> tuple[list[int], list[int], int]:
+    """`changed_positions` of two prompts through the model's tokenizer (a DiffusionModel), and the
+    tokenized length (the text-token axis of the cross-attention maps)."""
+    ids = model.tokenize([source_prompt, prompt])
+    src, tgt = changed_positions(ids[0].tolist(), ids[1].tolist(), model.tokenizer.eos_token_id)
+    return src, tgt, int(ids.shape[1])
+
+
 def marks_a_place(word_map: torch.Tensor) -> bool:
     """Whether a (pooled) word map is localised: its floor under FLAT of its peak (module note)."""
     return float(word_map.amin()) < FLAT * float(word_map.amax())

@@ -22,11 +22,14 @@ def _collections_by_thread():
 
 
 def test_a_worker_thread_never_collects_and_the_gui_thread_does(qtbot, qapp):
-    collector = GuiThreadCollector.install(qapp)
-    assert GuiThreadCollector.install(qapp) is collector  # one per application
+    # The suite runs with automatic collection off (conftest): turn it on, as in a fresh
+    # interpreter, so that only the collector can be what turns it off again.
+    gc.enable()
+    collector = GuiThreadCollector(qapp)
     seen, callback = _collections_by_thread()
     gc.callbacks.append(callback)
     try:
+        assert GuiThreadCollector.install(qapp) is GuiThreadCollector.install(qapp)  # one per application
         assert not gc.isenabled()
 
         def allocate():
@@ -40,6 +43,8 @@ def test_a_worker_thread_never_collects_and_the_gui_thread_does(qtbot, qapp):
     finally:
         gc.callbacks.remove(callback)
         collector.stop()
+        assert gc.isenabled()  # stop gives back what it found
+        gc.disable()           # the suite's own setting
         collector.deleteLater()
 
 

@@ -55,7 +55,7 @@ from ...sampling import Trajectory, denoise, invert_cached, keep_outside_traject
 from ...schedule import DDIMSchedule
 from ...unet_calls import unet_forward, vae_decode
 from ...layer_maps import LayerMap, layer_map
-from ...local_blend import LocalBlend, changed_positions
+from ...local_blend import LocalBlend, changed_prompt_positions
 from ...unet_layout import corresponding_index, decoder_layers, forward_hook
 
 # SD 1.x decoder layers (numbered resnet by resnet, 0 = lowest resolution) named by the paper.
@@ -200,8 +200,7 @@ def changed_words_blend(model: DiffusionModel, p: PnPParams, latent_hw: tuple[in
     when the two prompts say the same."""
     if not p.local_blend or not p.source_prompt.strip():
         return None
-    ids = model.tokenize([p.source_prompt, p.prompt])
-    src_pos, tgt_pos = changed_positions(ids[0].tolist(), ids[1].tolist(), model.tokenizer.eos_token_id)
+    src_pos, tgt_pos, _ = changed_prompt_positions(model, p.source_prompt, p.prompt)
     if not src_pos and not tgt_pos:
         return None
     return LocalBlend.for_unet(model.unet, src_pos, tgt_pos, latent_hw, steps)

@@ -52,8 +52,8 @@ from ...cache import content_key
 from ...context import EditContext, MethodOutput
 from ...errors import InvalidInput
 from ...events import Reporter
-from ...local_blend import (LocalBlend, changed_positions, content_length, lcs_pairs, swapped_positions,
-                           token_positions)
+from ...local_blend import (LocalBlend, changed_prompt_positions, content_length, lcs_pairs,
+                           swapped_positions, token_positions)
 from ...loss_scaling import LossScaler
 from ...models import DiffusionModel
 from ...params import MethodParams, param
@@ -350,12 +350,12 @@ class PromptToPromptControl(AttentionHook):
         cross = call.layer.is_cross
         out = p.clone()
         if self.step < (self.cross_steps if cross else self.self_steps):
-            if cross:
-                out[TGT_C] = aligned(p[SRC_C], p[TGT_C], self.alignment, -1)
-                if self.equalizer is not None:
-                    out[TGT_C] = out[TGT_C] * self.equalizer.to(out)
-            else:
+            if not cross:
                 out[TGT_C] = p[SRC_C]
+            elif self.equalizer is None:
+                out[TGT_C] = aligned(p[SRC_C], p[TGT_C], self.alignment, -1)
+            else:
+                out[TGT_C] = aligned(p[SRC_C], p[TGT_C], self.alignment, -1) * self.equalizer.to(out)
         if not cross and self.step < self.uncond_steps:
             out[TGT_U] = p[SRC_U]  # the official improved unconditional branch: self-attention only
         return out
@@ -532,11 +532,10 @@ def new_word_equalizer(model: DiffusionModel, p: StyleDiffusionParams) -> Option
     be new: there is no swap to emphasise) or when no word is new."""
     if p.new_word_weight == 1.0 or not p.source_prompt.strip():
         return None
-    ids = model.tokenize([p.source_prompt, p.prompt])
-    _, new_positions = changed_positions(ids[0].tolist(), ids[1].tolist(), model.tokenizer.eos_token_id)
+    _, new_positions, length = changed_prompt_positions(model, p.source_prompt, p.prompt)
     if not new_positions:
         return None
-    eq = torch.ones(ids.shape[1])
+    eq = torch.ones(length)
     eq[new_positions] = p.new_word_weight
     return eq
 

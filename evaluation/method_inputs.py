@@ -14,6 +14,9 @@ from .formats import DragSample, TextSample
 
 IDENTITY = "identity"
 TEXT_TO_IMAGE = "text-to-image"  # the control: the model drawing the sample's (target) prompt from noise
+# the control of keeping: the input inverted and regenerated with its own caption, no edit; what the
+# engine's inversion keeps on this model, the most an edit that regenerates the picture can hope to
+RECONSTRUCT = "reconstruct"
 
 
 def _drag_inputs(s: DragSample) -> dict:
@@ -33,11 +36,11 @@ INPUTS: dict[str, dict[str, Callable]] = {
         IDENTITY: lambda s: {},
         "drag": _drag_inputs,
         "quick-drag": _drag_inputs,
-        "reconstruct": lambda s: {"prompt": s.prompt},
+        RECONSTRUCT: lambda s: {"prompt": s.prompt},
     },
     "text": {
         IDENTITY: lambda s: {},
-        "reconstruct": lambda s: {"prompt": s.source_prompt},
+        RECONSTRUCT: lambda s: {"prompt": s.source_prompt},
         "pnp": lambda s: {"prompt": s.target_prompt, "source_prompt": s.source_prompt},
         "pix2pix-zero": _words,
         "style-diffusion": lambda s: {"source_prompt": s.source_prompt, "prompt": s.target_prompt},

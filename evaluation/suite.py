@@ -1,5 +1,6 @@
 """The README's quality table in one command: make a ShapesBench, run every method at its defaults
-on it beside the identity baseline, the text-to-image control and the ground truth, and print the
+on it beside the identity baseline, the text-to-image control, the reconstruction (text edits: the
+input inverted and regenerated with its caption, no edit) and the ground truth, and print the
 table with its targets marked.
 
     malleable-eval suite OUT [--count 24] [--size 64] [--seed 0] [--before OLD_OUT]
@@ -21,16 +22,17 @@ from core.models import ModelSpec
 
 from .report import fmt, write_report
 from .results import read_results, summarise
+from .method_inputs import RECONSTRUCT
 from .runner import IDENTITY, TEXT_TO_IMAGE, TRUTH, RunConfig, finished_rows, list_samples, run
 from .shapesbench import MANIFEST, make_shapesbench
 from .targets import targets_section
 
 SUITE_METHODS = {
     "drag": (IDENTITY, TEXT_TO_IMAGE, "drag", "quick-drag", TRUTH),
-    "text": (IDENTITY, TEXT_TO_IMAGE, "pnp", "pix2pix-zero", "style-diffusion", "diffuseit", TRUTH),
+    "text": (IDENTITY, TEXT_TO_IMAGE, RECONSTRUCT, "pnp", "pix2pix-zero", "style-diffusion", "diffuseit", TRUTH),
 }
 LABELS = {IDENTITY: "identity (input unchanged)", TEXT_TO_IMAGE: "text-to-image (the prompt from noise)",
-          TRUTH: "ground truth (the answer)"}
+          RECONSTRUCT: "reconstruction (inverted and regenerated, no edit)", TRUTH: "ground truth (the answer)"}
 
 # (summary key, column title, scale, digits)
 DRAG_COLUMNS = (

@@ -8,7 +8,9 @@ beside it). The two controls are marked too, over all samples: the identity (the
 keeps everything and does nothing, text-to-image (the model drawing the prompt from noise) does
 what the prompt says and keeps nothing of the picture; a method's ✓ on keeping means more than
 the first only beside its ✓ on the edit, and its ✓ on the edit more than the second only beside
-its ✓ on keeping. PnP, pix2pix-zero and StyleDiffusion: the object's centroid within 3 px, its silhouette
+its ✓ on keeping. Text edits have a third: the reconstruction (the input inverted and regenerated
+with its own caption, no edit), which says how much of the picture the model's inversion keeps
+before any method acts. PnP, pix2pix-zero and StyleDiffusion: the object's centroid within 3 px, its silhouette
 IoU with the truth at least 0.8 where the edit keeps the shape (colour and fill edits), the asked
 attribute done in at least 0.8 of the samples and the background at least 30 dB — over all samples
 and per prompt style (full captions, short, generic), because a method that only holds on full
@@ -26,15 +28,17 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .method_inputs import IDENTITY, TEXT_TO_IMAGE
+from .method_inputs import IDENTITY, RECONSTRUCT, TEXT_TO_IMAGE
 from .report import fmt
 
 SHAPE_EDIT = "1"             # ShapesBench's editing type that changes the shape (PIE-Bench's "change object")
 PROMPT_STYLES = ("full", "short", "generic")
 TEXT_TARGET_METHODS = ("pnp", "pix2pix-zero", "style-diffusion")
 # The controls: doing nothing keeps the layout and fails the edit (one row); drawing the prompt
-# from noise does the edit and loses the picture (by prompt style: what the model can draw of each).
-CONTROLS = (IDENTITY, TEXT_TO_IMAGE)
+# from noise does the edit and loses the picture (by prompt style: what the model can draw of each);
+# the reconstruction (text edits) keeps what the engine's inversion keeps on this model and does no
+# edit: where it misses a keeping target, the model's inversion does, before any method acts.
+CONTROLS = (IDENTITY, TEXT_TO_IMAGE, RECONSTRUCT)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,17 @@ def _ok_rows(doc: dict) -> list[dict]:
 def _mark(target: Target, v: Optional[float], held: bool) -> str:
     if v is None:
         return "–"
-    return ("∞" if math.isinf(v) else fmt(v, target.digits)) + ((" ✓" if target.met(v) else " ✗") if held else "")
+    return ("∞" if math.isinf(v) else _near(v, target)) + ((" ✓" if target.met(v) else " ✗") if held else "")
+
+
+def _near(v: float, target: Target) -> str:
+    """The value as the table writes it, one more decimal when that would read as the threshold itself
+    (0.7962 is "0.796 ✗", not "0.80 ✗")."""
+    text = fmt(v, target.digits)
+    if text == fmt(float(target.threshold), target.digits) and v != target.threshold:
+        decimals = len(text.split(".")[1]) + 1 if "." in text else 1
+        return f"{v:.{decimals}f}"
+    return text
 
 
 def reach(row: dict) -> Optional[float]:

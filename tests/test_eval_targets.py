@@ -44,6 +44,18 @@ def test_the_controls_identity_keeps_everything_and_text_to_image_does_only_the_
     assert "| text-to-image | short | 1 |" in out
 
 
+def test_the_reconstruction_is_a_control_read_by_prompt_style():
+    # The input inverted and regenerated: keeps what the model's inversion keeps, does no edit. Its
+    # generic row failing the IoU says the model loses the shape there before any method acts.
+    rows = [text_row("full", shift=0.2, iou=0.93, done=False, bg=45.0),
+            text_row("generic", shift=10.0, iou=0.13, done=False, bg=5.0)]
+    out = table(text={"reconstruct": doc(rows)})
+    assert line(out, "| reconstruct | full | 1 |") == "| reconstruct | full | 1 | 0.20 ✓ | 0.93 ✓ | 0.00 ✗ | 45.0 ✓ |"
+    assert line(table(text={"reconstruct": doc([text_row("full", iou=0.7962)])}), "| reconstruct | all |").split(" | ")[4] \
+        == "0.796 ✗"                                                # not "0.80 ✗": a value under the line never reads as the line
+    assert line(out, "| reconstruct | generic | 1 |") == "| reconstruct | generic | 1 | 10.0 ✗ | 0.13 ✗ | 0.00 ✗ | 5.00 ✗ |"
+
+
 def test_iou_is_read_only_where_the_edit_keeps_the_shape_and_diffuseit_is_held_to_it_alone():
     rows = [text_row("full", group="1", iou=0.1, done=False, bg=20.0), text_row("full", group="6", iou=0.85)]
     out = table(text={"diffuseit": doc(rows)})

@@ -17,7 +17,7 @@ from core.unet_calls import vae_decode
 from tests.tiny import write_char_tokenizer
 
 W, H = 32, 24  # the tiny model's native size is 32: the picture is the working canvas, no resizing
-FAST = dict(steps=6, skip=0.5, resample=1, cutouts=2)
+FAST = dict(steps=6, skip=0.5, resample=1, cutouts=2, range_restarts=0)  # the random tiny model overflows: no restarts
 
 
 @pytest.fixture(scope="module")
@@ -326,3 +326,27 @@ def test_normalisation_read_from_the_model_folder(tmp_path):
     assert normalisation(aux.processor, IMAGENET_MEAN, IMAGENET_STD, aux.source) == (IMAGENET_MEAN, IMAGENET_STD)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(image_mean=[0.5] * 3, image_std=[0.25] * 3)))
     assert normalisation(aux.processor, IMAGENET_MEAN, IMAGENET_STD, aux.source) == ((0.5,) * 3, (0.25,) * 3)
+
+
+def test_a_run_whose_image_leaves_the_colour_range_starts_again_as_the_official_range_restart(
+        engine_with_tiny, encoders, monkeypatch):
+    # --use_range_restart: past the first kept step, w_range x range loss above 0.01 restarts the
+    # whole run from fresh noise; bounded here by range_restarts, after which the run goes on.
+    import core.methods.diffuseit.method as m
+
+    monkeypatch.setattr(m, "range_loss", lambda pix: pix.sum() * 0 + 1.0)  # every x̂0 out of range
+    params = dict(prompt="a watercolor painting", **FAST, **encoders)  # kept 3 steps, 1 resample
+
+    def run(**kw):
+        return engine_with_tiny.run(EditRequest("diffuseit", picture(), {**params, **kw}))
+
+    twice = run(range_restarts=2)
+    # each restarted attempt: 1 resample + 2 guide steps (the check starts after the first kept
+    # step); the last attempt runs whole: 1 + 3
+    assert twice.info["range_restarts"] == 2 and twice.passes["unet"] == 2 * 3 + 4
+    never = run(range_restarts=0)
+    assert never.info["range_restarts"] == 0 and never.passes["unet"] == 4
+    assert not np.array_equal(np.asarray(twice.image), np.asarray(never.image))  # fresh noise
+    assert np.array_equal(np.asarray(run(range_restarts=2).image), np.asarray(twice.image))  # seeded
+    unweighted = run(range_restarts=2, w_range=0.0)  # no range weight: never out of range, as the official
+    assert unweighted.info["range_restarts"] == 0

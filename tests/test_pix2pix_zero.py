@@ -256,6 +256,9 @@ def test_cross_attention_guidance_lowers_attention_loss(tiny_model):
         unet_forward(tiny_model, xv, schedule.timesteps[0], cond_edit)
     (g,) = torch.autograd.grad(hook.loss, xv)
     assert loss_at(x_T - 0.1 * g) < loss_at(x_T)
+    # the move it reports is that step's size against the latent's (what tells models apart)
+    assert len(step.xa_moves) == 5 and free.xa_moves == []
+    assert step.xa_moves[0].item() == pytest.approx((0.1 * g).norm().item() / x_T.norm().item(), rel=1e-4)
 
 
 # ---- the method end to end ------------------------------------------------------------------------

@@ -58,6 +58,11 @@ SEM_UNTIL = 0.5
 # step's CLIP loss (−cos to the target) is below −0.5.
 CONTENT_REGULARISE_COS = 0.5
 CONTENT_REGULARISE_FACTOR = 2.0
+# The official --use_range_restart (in both its text and image commands): once past the first kept
+# step, a predicted clean image whose weighted range loss (w_range x mean squared excess beyond
+# -1..1) exceeds 0.01 restarts the whole run from fresh noise. The official restarts without end;
+# here at most `range_restarts` times, after which the run goes on as it is.
+RANGE_RESTART_LOSS = 0.01
 
 
 def semantic_divergence_at(schedule: DDIMSchedule, t: int) -> bool:
@@ -110,6 +115,9 @@ class DiffuseITParams(MethodParams):
     steps: int = param(100, "Steps of the schedule before skipping.", min=2, max=1000)
     resample: int = param(10, "Times the first kept step is redone (step, then re-noise).", min=0, max=100,
                           advanced=True, label="Refinement passes")
+    range_restarts: int = param(3, "Times the whole run may start again from fresh noise when the predicted "
+                                "image leaves the colour range (the official --use_range_restart; 0 = never).",
+                                min=0, max=20, advanced=True, label="Restarts when colours overflow")
     cutouts: int = param(8, "Augmented cut-outs per step for the CLIP loss.", min=1, max=64, advanced=True,
                          label="Text crops per step")
     color_match: bool = param(True, "Image-guided: finally map the result's colours onto the style image's "
@@ -150,7 +158,11 @@ class Objective:
     def __init__(self, p: DiffuseITParams, dino: DinoEncoder, clip: Optional[ClipEncoder], feats: SourceFeatures):
         self.p, self.dino, self.clip, self.feats = p, dino, clip, feats
         self.text = feats.direction is not None
-        self.clip_cos_prev = feats.source_clip_cos
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget the steps taken (a run started again from fresh noise)."""
+        self.clip_cos_prev = self.feats.source_clip_cos
         self.regularised_steps = 0
 
     @property
@@ -304,15 +316,14 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
     start = schedule.index_for_strength(1 - p.skip)
     kept = p.steps - start
     src = ctx.encode_source()
-    gen = ctx.generator(p.seed)
-    noise = torch.randn(src.shape, generator=gen).to(ctx.device)
-    x = schedule.add_noise(src, noise, schedule.timesteps[start])
+    gen = ctx.generator(p.seed)  # each restart draws its fresh noise from the same seeded stream
     lmask = ctx.latent_mask()
     uncond = model.encode_text("")  # the paper's diffusion model is unconditional: CLIP does the steering
     guided = p.guidance_scale > 0
     clipped = torch.zeros((), device=ctx.device)
     last_terms: dict = {}
     prev_cls: Optional[torch.Tensor] = None
+    noise = torch.randn(src.shape, generator=gen).to(ctx.device)
 
     def step(x: torch.Tensor, i: int, early: bool, rng_seed: int):
         nonlocal prev_cls, clipped, last_terms
@@ -351,21 +362,38 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
                 x_prev = keep_outside(lmask, x_prev, known)
         return x_prev, x0
 
-    if p.resample > 0:
-        rep.stage("resample", p.resample)
-        t, t_prev = schedule.timesteps[start], schedule.prev_timestep(start)
-        ratio = schedule.alpha(t) / schedule.alpha(t_prev)
-        for r in range(p.resample):
-            x_prev, x0 = step(x, start, semantic_divergence_at(schedule, t), p.seed * 1_000_003 + r)
-            z = torch.randn(x.shape, generator=gen).to(ctx.device)
-            x = math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * z  # back to the first kept timestep
-            rep.step(r + 1, p.resample, latent_preview(model, x0))
+    def out_of_range() -> bool:
+        return guided and "range" in last_terms and p.w_range * float(last_terms["range"]) > RANGE_RESTART_LOSS
 
-    rep.stage("guide", kept)
-    for k, i in enumerate(range(start, p.steps)):
-        early = semantic_divergence_at(schedule, schedule.timesteps[i])
-        x, x0 = step(x, i, early, p.seed * 1_000_003 + p.resample + k)
-        rep.step(k + 1, kept, latent_preview(model, x0))
+    def sample() -> Optional[torch.Tensor]:
+        """One run from `noise`: the final latent, or None when it must start again (range restart)."""
+        nonlocal prev_cls, clipped, last_terms
+        prev_cls, last_terms = None, {}
+        clipped = torch.zeros((), device=ctx.device)
+        objective.restart()
+        x = schedule.add_noise(src, noise, schedule.timesteps[start])
+        if p.resample > 0:
+            rep.stage("resample", p.resample)
+            t, t_prev = schedule.timesteps[start], schedule.prev_timestep(start)
+            ratio = schedule.alpha(t) / schedule.alpha(t_prev)
+            for r in range(p.resample):
+                x_prev, x0 = step(x, start, semantic_divergence_at(schedule, t), p.seed * 1_000_003 + r)
+                z = torch.randn(x.shape, generator=gen).to(ctx.device)
+                x = math.sqrt(ratio) * x_prev + math.sqrt(1 - ratio) * z  # back to the first kept timestep
+                rep.step(r + 1, p.resample, latent_preview(model, x0))
+        rep.stage("guide", kept)
+        for k, i in enumerate(range(start, p.steps)):
+            early = semantic_divergence_at(schedule, schedule.timesteps[i])
+            x, x0 = step(x, i, early, p.seed * 1_000_003 + p.resample + k)
+            rep.step(k + 1, kept, latent_preview(model, x0))
+            if i > start and restarts < p.range_restarts and out_of_range():
+                return None
+        return x
+
+    restarts = 0
+    while (x := sample()) is None:
+        restarts += 1
+        noise = torch.randn(src.shape, generator=gen).to(ctx.device)
 
     rep.stage("decode", 1)
     with torch.no_grad():
@@ -378,7 +406,7 @@ def run(ctx: EditContext, p: DiffuseITParams) -> MethodOutput:
     info = dict(start_timestep=schedule.timesteps[start], guided_steps=(kept + p.resample) if guided else 0,
                 color_matched=matched,
                 guidance_clipped_steps=int(clipped.item()),
-                content_regularised_steps=objective.regularised_steps,
+                content_regularised_steps=objective.regularised_steps, range_restarts=restarts,
                 losses={k: round(float(v), 6) for k, v in last_terms.items()})
     return MethodOutput(out, info)
 

@@ -152,6 +152,9 @@ def reference_pass(model: DiffusionModel, schedule: DDIMSchedule, traj: Trajecto
 class EditPass:
     latent: torch.Tensor
     xa_losses: list = field(default_factory=list)  # loss at each step before its guidance step (tensors)
+    # ‖guidance step‖ / ‖x_t‖ at each guided step (tensors): how far the guidance moves the latent,
+    # comparable between models (the demo's is about 2e-4 at the official 0.1; see the README)
+    xa_moves: list = field(default_factory=list)
 
 
 def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, cond_edit: torch.Tensor,
@@ -183,7 +186,9 @@ def edit_pass(model: DiffusionModel, schedule: DDIMSchedule, x_T: torch.Tensor, 
                 return x
             if grad_on:
                 (g,) = scaler.grad(loss, [xv])
-                x = x.detach() - xa_guidance * g
+                step = xa_guidance * g
+                result.xa_moves.append(step.norm() / x.detach().norm().clamp_min(1e-12))
+                x = x.detach() - step
         result.xa_losses.append(loss.detach())
         return x
 
@@ -287,8 +292,11 @@ def run(ctx: EditContext, p: Pix2PixZeroParams) -> MethodOutput:
     with torch.no_grad():
         image = vae_decode(model, edited.latent)
     losses = torch.stack(edited.xa_losses).tolist() if edited.xa_losses else []
+    moves = torch.stack(edited.xa_moves).float() if edited.xa_moves else None
     info = {"caption": caption, "source_word": p.source_word, "target_word": p.target_word,
             "xa_loss": [round(v, 6) for v in losses], "xa_step": step,
+            # how far the layout guidance moved the latent per step, relative to its norm (mean, max)
+            "xa_move": None if moves is None else {"mean": float(moves.mean()), "max": float(moves.max())},
             "local_blend": None if blend is None else blend.report()}
     return MethodOutput(image, info)
 

@@ -103,7 +103,7 @@ def shoot(out: Path, pump) -> None:
     win.edit_dock.resize(380, 900)
     for name, file in (("drag", "05_drag_form_labels.png"), ("pix2pix-zero", "06_pix2pix_form_labels.png"),
                        ("style-diffusion", "13_style_diffusion_form_labels.png"),
-                       ("pnp", "14_pnp_form_labels.png")):
+                       ("pnp", "14_pnp_form_labels.png"), ("diffuseit", "15_diffuseit_form_labels.png")):
         panel.select_method(name)
         if panel.form.advanced is not None:
             panel.form.advanced.expand(animate=False)

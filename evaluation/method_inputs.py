@@ -15,7 +15,7 @@ from .formats import DragSample, TextSample
 IDENTITY = "identity"
 TEXT_TO_IMAGE = "text-to-image"  # the control: the model drawing the sample's (target) prompt from noise
 # the control of keeping: the input inverted and regenerated with its own caption, no edit; what the
-# engine's inversion keeps on this model, the most an edit that regenerates the picture can hope to
+# engine's inversion alone keeps on this model (a method reading the exact trajectory can keep more)
 RECONSTRUCT = "reconstruct"
 
 

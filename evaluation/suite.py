@@ -20,9 +20,9 @@ from typing import Callable, Optional
 from core.errors import InvalidInput
 from core.models import ModelSpec
 
+from .method_inputs import RECONSTRUCT
 from .report import fmt, write_report
 from .results import read_results, summarise
-from .method_inputs import RECONSTRUCT
 from .runner import IDENTITY, TEXT_TO_IMAGE, TRUTH, RunConfig, finished_rows, list_samples, run
 from .shapesbench import MANIFEST, make_shapesbench
 from .targets import targets_section

@@ -82,3 +82,32 @@ def test_drag_targets_read_the_median_reach_and_the_worst_outside_psnr():
     out = table(drag={"drag": doc(rows)})
     # reaches 0.9, 0.8, 0.1, 0 → median 0.45; PSNR mean of the finite ones 37.7, worst 28, one below 30
     assert line(out, "| drag |") == "| drag | 4 | 0.45 ✗ | 37.7 ✓ | 28.0 | 1 | 95 |"
+
+
+def test_intervals_wilson_for_success_rates_and_a_seeded_bootstrap_for_means():
+    from evaluation.intervals import bootstrap, wilson
+
+    lo, hi = wilson(5, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.237, 0.763)    # the textbook value
+    assert wilson(0, 10)[0] == 0.0 and round(wilson(0, 10)[1], 3) == 0.278  # a share of 0 is not sure
+    assert wilson(0, 0) is None and bootstrap([]) is None
+    values = [1.0, 2.0, 3.0, 10.0]
+    assert bootstrap(values) == bootstrap(values)               # the same rows, the same interval
+    lo, hi = bootstrap(values)
+    assert 1.0 <= lo < 4.0 < hi <= 10.0                          # around the mean (4), inside the range
+
+
+def test_each_verdict_says_whether_its_interval_is_clear_of_the_line():
+    # 24 colour edits, all done, 1 px off, IoU 0.95: every interval clear of the line
+    sure = [text_row("full", shift=1.0 + 0.01 * i, iou=0.95, bg=40.0 + i) for i in range(24)]
+    out = table(text={"pnp": doc(sure)})
+    assert line(out, "| pnp | 24 | ").count("✓") == 4 and "~" not in line(out, "| pnp | 24 | ")
+    # 5 of 8 done: 0.62 with the interval 0.31-0.86 straddles the 0.8 line; a verdict on one
+    # sample more or less is no evidence
+    mixed = [text_row("full", done=i < 5) for i in range(8)]
+    cells = line(table(text={"pnp": doc(mixed)}), "| pnp | 8 | ").split(" | ")
+    assert cells[4] == "0.62 (0.31–0.86) ~"
+    # the controls get no interval row; DiffuseIT only for its IoU
+    assert "| identity | 2 |" not in table(text={"identity": doc(sure[:2])})
+    dit = line(table(text={"diffuseit": doc(sure)}), "| diffuseit | 24 | ").split(" | ")
+    assert dit[2] == "" and dit[3].endswith("✓")

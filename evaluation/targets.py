@@ -211,7 +211,8 @@ def drag_intervals(docs: dict, methods) -> list[str]:
 
 INTERVALS_NOTE = ("How sure each verdict is, over all samples: the value, its 95 % interval (a success rate's Wilson "
                   "interval, else a bootstrap), and ✓ where the whole interval meets the target, ✗ where none of it "
-                  "does, ~ where it straddles the line (a change inside the interval is no evidence):")
+                  "does, ~ where it straddles the line (on other pictures of the kind the verdict could read either "
+                  "way):")
 
 
 def _lost(target: Target, rows: list[dict]) -> str:

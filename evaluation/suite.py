@@ -199,7 +199,7 @@ def suite_table(out: Path, before: Optional[Path] = None, methods: Optional[dict
                              if before_docs is not None else cell)
             lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + " |")
         parts += lines
-    parts += targets_section(now, methods)
+    parts += targets_section(now, methods, old)
     return "\n".join(parts) + "\n"
 
 

@@ -24,7 +24,9 @@ shift cell says how many of its samples lost it ("1.13 ✓, 1 lost"); their IoU 
 
 The last table gives each method's verdicts over all samples with their 95 % intervals
 (intervals.py) and whether the whole interval meets the target (✓), none of it does (✗) or it
-straddles the line (~): with 24 samples, one sample moves a success rate by 0.04."""
+straddles the line (~): with 24 samples, one sample moves a success rate by 0.04. Against a run
+before (`--before`), the text edits' changes are read sample by sample: the mean change per sample,
+its bootstrap interval, and how many samples turned to the attribute done and away from it."""
 from __future__ import annotations
 
 import math
@@ -226,9 +228,50 @@ def _lost(target: Target, rows: list[dict]) -> str:
 DRAG_HELD = CONTROLS + ("drag", "quick-drag")
 
 
-def targets_section(now: dict, methods: dict) -> list[str]:
+def _paired(target: Target, now_rows: list[dict], old_rows: list[dict]) -> Optional[str]:
+    """The change of `target` from old to now over the samples both runs measured, with the 95 %
+    bootstrap interval of the mean per-sample change; for a success rate also how many samples
+    turned to done (↑) and away from it (↓)."""
+    old = {r["id"]: r for r in old_rows}
+    pairs = [(float(o[target.key]), float(n[target.key])) for n in now_rows if (o := old.get(n["id"])) is not None
+             and target.rows(n) and n.get(target.key) is not None and o.get(target.key) is not None]
+    if not pairs:
+        return None
+    deltas = [b - a for a, b in pairs]
+    lo, hi = bootstrap(deltas)
+    text = f"{_signed(statistics.fmean(deltas))} ({_signed(lo)}…{_signed(hi)})"
+    if target.key in SHARES:
+        text += f" ↑{sum(1 for d in deltas if d > 0)} ↓{sum(1 for d in deltas if d < 0)}"
+    return text
+
+
+def _signed(v: float) -> str:
+    return "0.00" if abs(v) < 0.005 else f"{v:+.2f}"
+
+
+def text_changes(now: dict, old: dict, methods) -> list[str]:
+    """Each method's change against the earlier run, sample by sample (the same benchmark)."""
+    lines = ["| method | samples in both | " + " | ".join(t.title for t in TEXT_TARGETS) + " |",
+             "|---|---|" + "---|" * len(TEXT_TARGETS)]
+    for m in methods:
+        if now.get(m) is None or old.get(m) is None or m in CONTROLS:
+            continue
+        rows, before = _ok_rows(now[m]), _ok_rows(old[m])
+        both = len({r["id"] for r in rows} & {r["id"] for r in before})
+        cells = [_paired(t, rows, before) or "–" for t in TEXT_TARGETS]
+        lines.append(f"| {m} | {both} | " + " | ".join(cells) + " |")
+    return lines
+
+
+CHANGES_NOTE = ("What changed against the run before, sample by sample: the mean per-sample change, the 95 % "
+                "bootstrap interval of it (a change whose interval holds 0 may be chance), and for the attribute "
+                "how many samples turned to done (↑) and away from it (↓):")
+
+
+def targets_section(now: dict, methods: dict, before: Optional[dict] = None) -> list[str]:
     """The targets' Markdown tables for the methods held to targets that have results in `now`
-    ({kind: {method: results or None}}); nothing for a kind without any."""
+    ({kind: {method: results or None}}); nothing for a kind without any. With `before` (the same
+    shape, an earlier run of the same benchmark), also the text edits' paired changes."""
     parts: list[str] = []
     drag = [m for m in methods.get("drag", ()) if m in DRAG_HELD and now.get("drag", {}).get(m)]
     text = [m for m in methods.get("text", ()) if m in TEXT_HELD and now.get("text", {}).get(m)]
@@ -241,4 +284,7 @@ def targets_section(now: dict, methods: dict) -> list[str]:
                       "only):", ""] + text_targets(now["text"], text)
         if any(m not in CONTROLS for m in text):
             parts += ["", INTERVALS_NOTE, ""] + text_intervals(now["text"], text)
+        old = (before or {}).get("text") or {}
+        if any(old.get(m) is not None and m not in CONTROLS for m in text):
+            parts += ["", CHANGES_NOTE, ""] + text_changes(now["text"], old, text)
     return parts

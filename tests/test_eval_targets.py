@@ -111,3 +111,20 @@ def test_each_verdict_says_whether_its_interval_is_clear_of_the_line():
     assert "| identity | 2 |" not in table(text={"identity": doc(sure[:2])})
     dit = line(table(text={"diffuseit": doc(sure)}), "| diffuseit | 24 | ").split(" | ")
     assert dit[2] == "" and dit[3].endswith("✓")
+
+
+def test_changes_against_the_run_before_are_read_sample_by_sample():
+    from evaluation.targets import targets_section
+
+    before = [text_row("full", shift=3.0 + i, done=i % 2 == 0, bg=30.0) for i in range(6)]
+    after = [{**r, "centroid_shift": r["centroid_shift"] - 1.0, "attribute_success": True} for r in before]
+    for a, b in zip(after, before):
+        a["id"] = b["id"]
+    out = "\n".join(targets_section({"text": {"pnp": doc(after)}}, {"text": ("pnp",)},
+                                    {"text": {"pnp": doc(before)}}))
+    row = line(out, "| pnp | 6 | -1.00")
+    # every sample 1 px nearer: the change is sure, its interval is the point; three samples turned to done
+    assert row.startswith("| pnp | 6 | -1.00 (-1.00…-1.00) |") and "↑3 ↓0" in row
+    assert "0.00 (0.00…0.00)" in row                           # background unchanged
+    # without a run before there is no table of changes
+    assert "What changed" not in "\n".join(targets_section({"text": {"pnp": doc(after)}}, {"text": ("pnp",)}))

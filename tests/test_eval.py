@@ -329,3 +329,19 @@ def test_the_suite_table_goes_between_the_readme_markers(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(InvalidInput, match="no table block"):
         update_readme(readme, "x")
+
+
+def test_every_stored_benchmark_run_reads_back_and_tables():
+    # The README cites these folders by `malleable-eval table DIR [--before DIR]`: each must load.
+    from pathlib import Path
+
+    from evaluation.results import read_results
+    from evaluation.suite import suite_table
+
+    root = Path(__file__).resolve().parents[1] / "tools" / "bench_results"
+    folders = sorted(p for p in root.glob("shapesbench-24*") if (p / "results").is_dir())
+    assert len(folders) >= 10
+    for folder in folders:
+        for f in (folder / "results").glob("*.json"):
+            read_results(f)
+        assert "ShapesBench" in suite_table(folder, root / "shapesbench-24")

@@ -7,6 +7,7 @@
     malleable-eval report RESULTS.json [-o report.md]
     malleable-eval suite OUT [--count N] [--size PX] [--seed S] [--before OLD_OUT]
     malleable-eval table OUT [--before OLD_OUT] [--readme README.md]
+    malleable-eval pool OUT SUITE SUITE [SUITE ...]     (suites of other benchmark seeds read as one)
 
 `--method identity` returns the input unchanged (the baseline); `--method text-to-image` the model
 drawing the sample's (target) prompt from noise (the control); `--method truth` returns
@@ -207,7 +208,8 @@ def suite_cmd(argv: list[str]) -> int:
     from .suite import SUITE_METHODS, run_suite
 
     p = _Parser(prog="malleable-eval suite", description="Make a ShapesBench, run every method at its defaults "
-                "beside identity, the text-to-image control and the ground truth, print the table.")
+                "beside identity, the text-to-image control, the reconstruction (text edits) and the ground truth, print "
+                "the table.")
     p.add_argument("out", help="The suite folder (made if absent; an unfinished suite resumes).")
     p.add_argument("--count", type=int, default=24)
     p.add_argument("--size", type=int, default=64)
@@ -252,7 +254,21 @@ def table_cmd(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def pool_cmd(argv: list[str]) -> int:
+    from .pool import pool_suites
+
+    p = _Parser(prog="malleable-eval pool", description="Pool suite folders (ShapesBenches of other seeds, the same "
+                "methods) into one, so that `malleable-eval table OUT` reads the targets over all their samples.")
+    p.add_argument("out", help="The pooled folder (its results/ is written).")
+    p.add_argument("suites", nargs="+", help="Two or more finished suite folders.")
+    args = p.parse_args(argv)
+    pooled = pool_suites(Path(args.out), [Path(s) for s in args.suites])
+    print(json.dumps({"out": args.out, "pooled": pooled}))
+    return EXIT_OK
+
+
 COMMANDS = {"make-shapesbench": make_shapesbench_cmd, "report": report_cmd, "suite": suite_cmd, "table": table_cmd,
+            "pool": pool_cmd,
             "drag": lambda argv: run_benchmark("drag", argv), "text": lambda argv: run_benchmark("text", argv)}
 
 

@@ -345,3 +345,37 @@ def test_every_stored_benchmark_run_reads_back_and_tables():
         for f in (folder / "results").glob("*.json"):
             read_results(f)
         assert "ShapesBench" in suite_table(folder, root / "shapesbench-24")
+
+
+def test_suites_of_other_seeds_pool_into_one_table(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from core.errors import InvalidInput
+    from evaluation.pool import pool_suites
+    from evaluation.results import read_results
+    from evaluation.suite import suite_table
+
+    stored = Path(__file__).resolve().parents[1] / "tools" / "bench_results" / "shapesbench-24"
+    a, b = tmp_path / "seed0", tmp_path / "seed1"
+    for f in (a, b):
+        (f / "results").mkdir(parents=True)
+        for name in ("text-pnp.json", "text-identity.json"):
+            shutil.copy(stored / "results" / name, f / "results" / name)
+    (a / "results" / "drag-drag.json").write_text((stored / "results" / "drag-drag.json").read_text())  # a alone
+    assert sorted(pool_suites(tmp_path / "pool", [a, b])) == ["text-identity.json", "text-pnp.json"]
+    pooled = read_results(tmp_path / "pool" / "results" / "text-pnp.json")
+    ids = [r["id"] for r in pooled["samples"]]
+    assert len(ids) == 48 == len(set(ids)) and ids[0].startswith("seed0/") and ids[-1].startswith("seed1/")
+    assert pooled["benchmark"]["samples"] == 48
+    # each picture still found from the pooled file: its path points at the original
+    assert (tmp_path / "pool" / "results" / pooled["samples"][0]["image"]).resolve() == \
+        (a / "results" / "text-pnp_images" / "100000000001.png").resolve()
+    assert "| pnp | all | 48 |" in suite_table(tmp_path / "pool")
+    with pytest.raises(InvalidInput, match="not finished"):
+        doc = json.loads((b / "results" / "text-pnp.json").read_text())
+        (b / "results" / "text-pnp.json").write_text(json.dumps({**doc, "complete": False}))
+        pool_suites(tmp_path / "pool2", [a, b])
+    with pytest.raises(InvalidInput, match="one of the folders"):
+        pool_suites(a, [a, b])

@@ -6,7 +6,7 @@
     malleable-eval text DIR --method pnp|pix2pix-zero|style-diffusion|diffuseit [...]
     malleable-eval report RESULTS.json [-o report.md]
     malleable-eval suite OUT [--count N] [--size PX] [--seed S] [--before OLD_OUT]
-    malleable-eval table OUT [--before OLD_OUT] [--readme README.md]
+    malleable-eval table OUT [--before OLD_OUT] [--readme README.md [--block NAME]]
     malleable-eval pool OUT SUITE SUITE [SUITE ...]     (suites of other benchmark seeds read as one)
 
 `--method identity` returns the input unchanged (the baseline); `--method text-to-image` the model
@@ -246,10 +246,11 @@ def table_cmd(argv: list[str]) -> int:
     p.add_argument("out")
     p.add_argument("--before", help="An earlier suite folder: cells read before → after.")
     p.add_argument("--readme", help="Also write the table into this file, between its shapesbench-table markers.")
+    p.add_argument("--block", help="With --readme: the named table block to rewrite (default: the unnamed one).")
     args = p.parse_args(argv)
     table = suite_table(Path(args.out), Path(args.before) if args.before else None)
     if args.readme:
-        update_readme(Path(args.readme), table)
+        update_readme(Path(args.readme), table, args.block)
     print(table)
     return EXIT_OK
 

@@ -207,12 +207,22 @@ README_BEGIN = "<!-- shapesbench-table: malleable-eval table OUT --readme README
 README_END = "<!-- /shapesbench-table -->"
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the block between README_BEGIN and README_END in `readme` by `table`."""
+def readme_markers(block: Optional[str] = None) -> tuple[str, str]:
+    """The lines a README table block sits between: the default block's, or a named one's (a README
+    may hold several tables, e.g. one suite and the pool of its seeds)."""
+    if not block:
+        return README_BEGIN, README_END
+    return (f"<!-- shapesbench-table {block}: malleable-eval table OUT --readme README.md --block {block} "
+            "rewrites this block -->", f"<!-- /shapesbench-table {block} -->")
+
+
+def update_readme(readme: Path, table: str, block: Optional[str] = None) -> None:
+    """Replace the block between the markers of `block` (readme_markers) in `readme` by `table`."""
+    begin, end = readme_markers(block)
     text = Path(readme).read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise InvalidInput(f"{readme} has no table block: put the lines {README_BEGIN!r} and {README_END!r} where "
+    if begin not in text or end not in text:
+        raise InvalidInput(f"{readme} has no table block: put the lines {begin!r} and {end!r} where "
                            "the table goes.")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    Path(readme).write_text(f"{head}{README_BEGIN}\n{table.rstrip()}\n{README_END}{tail}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    Path(readme).write_text(f"{head}{begin}\n{table.rstrip()}\n{end}{tail}")

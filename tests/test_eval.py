@@ -329,6 +329,13 @@ def test_the_suite_table_goes_between_the_readme_markers(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(InvalidInput, match="no table block"):
         update_readme(readme, "x")
+    # a named block beside the default one: each rewritten alone
+    from evaluation.suite import readme_markers
+
+    begin, end = readme_markers("seeds")
+    readme.write_text(f"{README_BEGIN}\na\n{README_END}\n{begin}\nb\n{end}\n")
+    update_readme(readme, "pooled", "seeds")
+    assert readme.read_text() == f"{README_BEGIN}\na\n{README_END}\n{begin}\npooled\n{end}\n"
 
 
 def test_every_stored_benchmark_run_reads_back_and_tables():

@@ -42,7 +42,10 @@ from ...unet_layout import forward_hook, up_block_for_sd1
 
 STOP_RADIUS = 2.0        # grid units: the official "arrived" radius (both DragDiffusion and GoodDrag)
 STOP_FRACTION = 0.1      # ... but never more than this share of the handle's own drag, so that an
-MIN_STOP_RADIUS = 1.0    #     arrived handle has covered >= 90 % of it; and never under one grid unit
+MIN_STOP_RADIUS = 0.5    #     arrived handle has covered >= 90 % of it; and never under half a unit
+# (tracking lands on whole units: half a unit is the nearest a handle can come to a target between
+# cells). The floor was 1 unit, which let a 3-unit drag stop a third short: on ShapesBench's short
+# drags (6 px at 64 px) the tracking then called a handle arrived while the object had barely moved.
 STILL_TRACKS = 10        # GoodDrag (its app's default): stop dragging after this many trackings in a row moved no handle
 
 
@@ -114,8 +117,8 @@ def patch_features(feat: torch.Tensor, centres: torch.Tensor, r: int) -> torch.T
 
 def stop_radii(handles: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per handle, how close (grid units) counts as arrived: the official 2, but at most a tenth of
-    that handle's own drag (a short drag must not "arrive" half way) and at least 1 (tracking moves
-    in whole grid units)."""
+    that handle's own drag (a short drag must not "arrive" half way) and at least half a unit
+    (tracking moves in whole grid units; see MIN_STOP_RADIUS)."""
     d0 = (targets - handles).norm(dim=1)
     return (STOP_FRACTION * d0).clamp(MIN_STOP_RADIUS, STOP_RADIUS)
 

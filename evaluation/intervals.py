@@ -1,8 +1,9 @@
 """How sure a benchmark number is: 95 % intervals for the targets table.
 
-With 24 samples (6-9 per prompt style) one sample moves a success rate by 0.04-0.17, so a change
-between two runs is evidence only when it leaves the interval. A success rate (a share of yes/no
-samples) gets the Wilson score interval, which stays inside 0..1 and is sound for small counts and
+With 24 samples (6-9 per prompt style) one sample moves a success rate by 0.04-0.17: the interval
+says how a verdict against a target would stand on other pictures of the kind. (Whether two runs on
+the same samples differ is a paired question: targets.text_changes reads it sample by sample.) A
+success rate (a share of yes/no samples) gets the Wilson score interval, which stays inside 0..1 and is sound for small counts and
 for shares of 0 or 1; a mean or a median of measured values gets a percentile bootstrap, with a
 fixed seed so that the same rows always print the same interval."""
 from __future__ import annotations
@@ -30,7 +31,7 @@ def wilson(successes: int, n: int, z: float = Z95) -> Optional[tuple[float, floa
 def bootstrap(values: Sequence[float], stat: Callable[[Sequence[float]], float] = statistics.fmean,
               resamples: int = RESAMPLES, seed: int = SEED) -> Optional[tuple[float, float]]:
     """The 2.5th and 97.5th percentiles of `stat` over resamples of `values` drawn with replacement;
-    None for no values (one value: that value twice)."""
+    None for no values (a single value gives that value as both ends)."""
     values = list(values)
     if not values:
         return None

@@ -10,12 +10,12 @@ seeds), its picture path pointing at the original. `malleable-eval table OUT` th
 tables over all of them. Only runs that every folder has, finished, are pooled."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from core.errors import InvalidInput
 
 from .results import read_results, summarise, write_atomic
+from .runner import stored_path
 
 
 def _runs(folder: Path) -> dict[str, Path]:
@@ -27,14 +27,11 @@ def _runs(folder: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(results.glob("*.json")) if ".shard" not in p.name}
 
 
-def _relocated(image, source: Path, out_results: Path):
+def _relocated(image, source: Path, out_file: Path):
+    """A row's picture path (relative to `source`'s folder) as `out_file` records it."""
     if not image:
         return image
-    path = Path(image) if Path(image).is_absolute() else source.parent / image
-    try:
-        return Path(os.path.relpath(path.resolve(), out_results.resolve())).as_posix()
-    except ValueError:  # another drive
-        return str(path.resolve())
+    return stored_path(Path(image) if Path(image).is_absolute() else source.parent / image, out_file)
 
 
 def pool_suites(out: Path, folders: list[Path]) -> list[str]:
@@ -60,7 +57,7 @@ def pool_suites(out: Path, folders: list[Path]) -> list[str]:
     out_results.mkdir(parents=True, exist_ok=True)
     for n, ds in docs.items():
         kind = ds[0]["benchmark"]["kind"]
-        rows = [{**row, "id": f"{tag}/{row['id']}", "image": _relocated(row.get("image"), r[n], out_results)}
+        rows = [{**row, "id": f"{tag}/{row['id']}", "image": _relocated(row.get("image"), r[n], out_results / n)}
                 for tag, r, d in zip(names, runs, ds) for row in d["samples"]]
         first = ds[0]
         doc = {**first, "samples": rows, "summary": summarise(kind, rows), "complete": True,
